@@ -1,0 +1,69 @@
+# stackops.webstack: the two commands are `make lab` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 1
+PYTHON ?= python3
+
+# Every molecule scenario, in the order `make test` runs them.
+SCENARIOS ?= common
+INVENTORIES := development staging production lab
+
+.PHONY: help setup docker images bootstrap lint syntax unit molecule test lab lab-converge lab-destroy clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Python virtualenv from requirements-dev.txt (cached) and the collection link
+	@$(PYTHON) tools/labctl.py venv
+
+docker: ## Install and start the Docker engine when it is not running
+	@$(PYTHON) tools/labctl.py docker
+
+images: docker ## Build the Debian 13 and 12 lab images when missing
+	@$(PYTHON) tools/labctl.py images
+
+bootstrap: setup images ## Everything the lab and the tests need
+
+lint: setup ## yamllint, ansible-lint (production profile), ruff, syntax checks
+	yamllint --strict .
+	ansible-lint
+	ruff check .
+	ruff format --check .
+	@$(MAKE) --no-print-directory syntax
+
+syntax: setup ## ansible-playbook --syntax-check of every playbook against every inventory
+	@for inv in $(INVENTORIES); do \
+	  for pb in site.yml playbooks/*.yml; do \
+	    ansible-playbook --syntax-check -i inventories/$$inv "$$pb" >/dev/null \
+	      || { echo "syntax check failed: $$pb with inventories/$$inv"; exit 1; }; \
+	  done; \
+	  echo "syntax ok: inventories/$$inv"; \
+	done
+
+unit: setup ## Python unit tests (plugins, modules, tools, inventories)
+	pytest -q tests/unit
+
+molecule: bootstrap ## Every molecule scenario (one at a time)
+	@$(VENV)/bin/python tools/run_scenarios.py $(SCENARIOS)
+
+test: ## The one test command: lint + unit tests + every molecule scenario
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint unit molecule; \
+	echo "make test passed in $$(( $$(date +%s) - start )) s"
+
+lab: bootstrap ## Bring up the whole stack in local containers and converge site.yml
+	@$(VENV)/bin/python tools/lab.py up
+
+lab-converge: setup ## Converge site.yml against the running lab again
+	@$(VENV)/bin/python tools/lab.py converge
+
+lab-destroy: setup ## Remove the lab containers and network
+	@$(VENV)/bin/python tools/lab.py down
+
+clean: ## Remove every lab container and network left by any run
+	@$(PYTHON) tools/labctl.py clean

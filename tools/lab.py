@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""`make lab`: the whole stack in local containers, converged with site.yml.
+
+lab.py up        containers for every host of inventories/lab, then site.yml
+lab.py converge  site.yml again against the running lab
+lab.py down      remove the lab containers and network
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = ROOT / "inventories" / "lab"
+
+
+def playbook(path: Path, *extra: str) -> None:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path), *extra]
+    print(f"\n>>> {' '.join(cmd)}", flush=True)
+    result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    if result.returncode != 0:
+        sys.exit(f"lab: {path.name} failed (exit {result.returncode})")
+
+
+def summary(seconds: float) -> None:
+    print(
+        f"""
+The lab is up ({seconds:.0f} s). Where to look:
+  containers      docker ps --filter label=stackops.lab.scenario=stackops-lab
+  a shell         docker exec -it app1 bash
+  load balancer   http://127.0.0.1:8080/  https://127.0.0.1:8443/  (when the nginx tier is deployed)
+  Prometheus      http://127.0.0.1:9090/  (when the monitoring tier is deployed)
+  converge again  make lab-converge        remove it: make lab-destroy
+""",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "converge", "down"])
+    parser.add_argument("ansible_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    start = time.monotonic()
+    if args.action == "down":
+        playbook(ROOT / "tools" / "lab" / "down.yml")
+        print(f"lab removed in {time.monotonic() - start:.0f} s")
+        return
+    if args.action == "up":
+        playbook(ROOT / "tools" / "lab" / "up.yml")
+    playbook(ROOT / "site.yml", *args.ansible_args)
+    summary(time.monotonic() - start)
+
+
+if __name__ == "__main__":
+    main()
