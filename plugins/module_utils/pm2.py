@@ -1,0 +1,175 @@
+"""Pure helpers of the ``stackops.webstack.pm2`` module.
+
+They read the output of ``pm2 jlist``, decide which PM2 commands bring an
+app to the requested state, and build those commands. Nothing here runs a
+process, so everything is unit tested without PM2.
+"""
+
+from __future__ import annotations
+
+import json
+
+STATES = ("started", "stopped", "restarted", "reloaded", "absent")
+# PM2 process states that count as running (or on their way to it).
+RUNNING = ("online", "launching")
+
+
+class Pm2Error(ValueError):
+    """Raised when PM2's output cannot be understood."""
+
+
+def parse_jlist(text: str) -> list[dict]:
+    """Process list from ``pm2 jlist``.
+
+    PM2 may print notices (for example "In-memory PM2 is out-of-date") before
+    the JSON; the first line that starts a JSON array which parses to the end
+    of the output wins.
+    """
+    stripped = (text or "").strip()
+    if not stripped:
+        return []
+    candidates = [stripped] + [
+        stripped[stripped.index(line) :].strip()
+        for line in stripped.splitlines()
+        if line.lstrip().startswith("[")
+    ]
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, list):
+            return data
+    raise Pm2Error(f"pm2 jlist did not return a JSON list: {stripped[:200]!r}")
+
+
+def _env(proc: dict) -> dict:
+    return proc.get("pm2_env") or {}
+
+
+def summarize(procs: list[dict], name: str) -> dict:
+    """What PM2 runs under ``name``, without the environment (it may hold secrets)."""
+    mine = sorted(
+        (p for p in procs if p.get("name") == name),
+        key=lambda p: p.get("pm_id", 0),
+    )
+    statuses: dict[str, int] = {}
+    for proc in mine:
+        status = _env(proc).get("status", "unknown")
+        statuses[status] = statuses.get(status, 0) + 1
+    first = _env(mine[0]) if mine else {}
+    mode = first.get("exec_mode", "")
+    return {
+        "name": name,
+        "exists": bool(mine),
+        "instances": len(mine),
+        "online": sum(1 for p in mine if _env(p).get("status") == "online"),
+        "statuses": statuses,
+        "exec_mode": mode.replace("_mode", "") if mode else "",
+        "pm_ids": [p.get("pm_id") for p in mine],
+        "pids": [p.get("pid") for p in mine],
+        "restarts": sum(int(_env(p).get("restart_time") or 0) for p in mine),
+        "unstable_restarts": sum(int(_env(p).get("unstable_restarts") or 0) for p in mine),
+        "script": first.get("pm_exec_path", ""),
+        "cwd": first.get("pm_cwd", ""),
+    }
+
+
+def plan(state: str, summary: dict, instances: int | None = None) -> list[str]:
+    """Actions (in order) that bring the app from ``summary`` to ``state``.
+
+    ``started`` is idempotent: it starts a missing app, restarts one whose
+    processes are not all running, and scales to ``instances`` when given. ``reloaded`` and ``restarted`` always act (like
+    systemd's), starting the app when it does not exist yet.
+    """
+    if state not in STATES:
+        raise Pm2Error(f"unknown state {state!r}")
+    exists = summary["exists"]
+    if state == "absent":
+        return ["delete"] if exists else []
+    if state == "stopped":
+        if not exists:
+            raise Pm2Error(f"app {summary['name']!r} is not known to PM2, so it cannot be stopped")
+        running = sum(summary["statuses"].get(s, 0) for s in RUNNING)
+        return ["stop"] if running else []
+    if not exists:
+        return ["start"]
+    actions: list[str] = []
+    # A known app with processes that are not running (stopped, errored, or
+    # "waiting restart" in a crash loop) is restarted: `pm2 start` refuses an
+    # app whose crashed process is still registered ("Process ... already
+    # exists"). Processes on their way up (launching) count as running.
+    running = sum(summary["statuses"].get(s, 0) for s in RUNNING)
+    if state == "started" and running < summary["instances"]:
+        actions.append("restart")
+    elif state == "reloaded":
+        actions.append("reload")
+    elif state == "restarted":
+        actions.append("restart")
+    if instances and instances != summary["instances"]:
+        actions.append("scale")
+    return actions
+
+
+def command(
+    action: str,
+    name: str,
+    ecosystem: str | None = None,
+    instances: int | None = None,
+    update_env: bool = True,
+) -> list[str]:
+    """pm2 arguments (without the executable) for one action of :func:`plan`."""
+    if action in ("start", "reload", "restart"):
+        target = [ecosystem, "--only", name] if ecosystem else [name]
+        extra = ["--update-env"] if update_env and action != "start" else []
+        return [action, *target, *extra]
+    if action in ("stop", "delete"):
+        return [action, name]
+    if action == "scale":
+        if not instances:
+            raise Pm2Error("scale needs a number of instances")
+        return ["scale", name, str(instances)]
+    if action == "save":
+        return ["save", "--force"]
+    raise Pm2Error(f"unknown action {action!r}")
+
+
+def expected(state: str, summary: dict, instances: int | None = None) -> dict:
+    """The summary fields a successful run leads to (for check mode and diff)."""
+    if state == "absent":
+        return {"name": summary["name"], "exists": False, "instances": 0, "online": 0}
+    count = instances or summary["instances"] or 1
+    if state == "stopped":
+        return {"name": summary["name"], "exists": True, "instances": count, "online": 0}
+    return {"name": summary["name"], "exists": True, "instances": count, "online": count}
+
+
+def diff_text(summary: dict) -> str:
+    """Short, stable text for ``--diff``."""
+    if not summary.get("exists"):
+        return f"{summary['name']}: absent\n"
+    return (
+        f"{summary['name']}: {summary.get('instances', 0)} instance(s), "
+        f"{summary.get('online', 0)} online\n"
+    )
+
+
+def settled(summary: dict, state: str, instances: int | None = None) -> bool:
+    """True when the app reached ``state`` (all instances online, or none running)."""
+    if state == "absent":
+        return not summary["exists"]
+    if state == "stopped":
+        return not any(summary["statuses"].get(s, 0) for s in RUNNING)
+    if not summary["exists"]:
+        return False
+    wanted = instances or summary["instances"]
+    return summary["instances"] == wanted and summary["online"] == wanted
+
+
+def daemon_pid(text: str | None) -> int | None:
+    """PID from PM2's pid file content, or None."""
+    try:
+        pid = int((text or "").strip())
+    except ValueError:
+        return None
+    return pid if pid > 0 else None

@@ -1,0 +1,208 @@
+"""The pure helpers of the stackops.webstack.pm2 module."""
+
+import json
+
+import pytest
+from ansible_collections.stackops.webstack.plugins.module_utils import pm2
+
+
+def proc(name, pm_id, status="online", *, pid=100, mode="cluster_mode", restarts=0, env=None):
+    return {
+        "name": name,
+        "pm_id": pm_id,
+        "pid": pid + pm_id,
+        "pm2_env": {
+            "status": status,
+            "exec_mode": mode,
+            "restart_time": restarts,
+            "unstable_restarts": 0,
+            "pm_exec_path": "/srv/web/current/server.js",
+            "pm_cwd": "/srv/web/current",
+            "env": env or {"DATABASE_URL": "postgres://app:s3cret@db/app"},
+        },
+    }
+
+
+def summary(procs, name="web"):
+    return pm2.summarize(procs, name)
+
+
+# ------------------------------------------------------------------ parse_jlist
+def test_parse_plain_json():
+    data = [proc("web", 0)]
+    assert pm2.parse_jlist(json.dumps(data)) == data
+
+
+def test_parse_empty_output_is_an_empty_list():
+    assert pm2.parse_jlist("") == []
+    assert pm2.parse_jlist("[]\n") == []
+
+
+def test_parse_skips_notices_before_the_json():
+    text = (
+        ">>>> In-memory PM2 is out-of-date, do:\n>>>> $ pm2 update\n"
+        "In memory PM2 version: 6.0.8\n" + json.dumps([proc("web", 0)])
+    )
+    assert [p["name"] for p in pm2.parse_jlist(text)] == ["web"]
+
+
+def test_parse_bracket_in_a_notice_is_not_taken_for_the_list():
+    text = "[PM2] Spawning PM2 daemon\n[]"
+    assert pm2.parse_jlist(text) == []
+
+
+def test_parse_garbage_raises():
+    with pytest.raises(pm2.Pm2Error, match="did not return a JSON list"):
+        pm2.parse_jlist("error: connect ECONNREFUSED")
+
+
+def test_parse_json_object_is_not_a_list():
+    with pytest.raises(pm2.Pm2Error):
+        pm2.parse_jlist('{"name": "web"}')
+
+
+# -------------------------------------------------------------------- summarize
+def test_summarize_counts_instances_and_states():
+    procs = [
+        proc("web", 0),
+        proc("web", 1, status="errored", restarts=3),
+        proc("other", 2, mode="fork_mode"),
+    ]
+    s = summary(procs)
+    assert s["exists"] is True
+    assert s["instances"] == 2
+    assert s["online"] == 1
+    assert s["statuses"] == {"online": 1, "errored": 1}
+    assert s["exec_mode"] == "cluster"
+    assert s["pm_ids"] == [0, 1]
+    assert s["restarts"] == 3
+    assert s["script"] == "/srv/web/current/server.js"
+
+
+def test_summarize_never_returns_the_environment():
+    s = summary([proc("web", 0)])
+    assert "s3cret" not in json.dumps(s)
+
+
+def test_summarize_missing_app():
+    s = summary([proc("other", 0)])
+    assert s["exists"] is False
+    assert s["instances"] == 0
+    assert s["statuses"] == {}
+    assert s["exec_mode"] == ""
+
+
+def test_summarize_orders_by_pm_id():
+    s = summary([proc("web", 3), proc("web", 1)])
+    assert s["pm_ids"] == [1, 3]
+
+
+# ------------------------------------------------------------------------- plan
+RUNNING = [proc("web", 0), proc("web", 1)]
+
+
+@pytest.mark.parametrize(
+    ("state", "procs", "instances", "expected"),
+    [
+        ("started", [], None, ["start"]),
+        ("started", RUNNING, None, []),
+        ("started", RUNNING, 2, []),
+        ("started", RUNNING, 4, ["scale"]),
+        ("started", [proc("web", 0), proc("web", 1, status="stopped")], None, ["restart"]),
+        ("started", [proc("web", 0, status="errored")], 2, ["restart", "scale"]),
+        # a crash loop: `pm2 start` would refuse the registered process
+        ("started", [proc("web", 0, status="waiting restart")], None, ["restart"]),
+        # on its way up: nothing to do
+        ("started", [proc("web", 0), proc("web", 1, status="launching")], None, []),
+        ("reloaded", RUNNING, None, ["reload"]),
+        ("reloaded", [], None, ["start"]),
+        ("reloaded", RUNNING, 3, ["reload", "scale"]),
+        ("restarted", RUNNING, None, ["restart"]),
+        ("restarted", [], 2, ["start"]),
+        ("stopped", RUNNING, None, ["stop"]),
+        ("stopped", [proc("web", 0, status="stopped")], None, []),
+        ("stopped", [proc("web", 0, status="launching")], None, ["stop"]),
+        ("absent", RUNNING, None, ["delete"]),
+        ("absent", [], None, []),
+    ],
+)
+def test_plan(state, procs, instances, expected):
+    assert pm2.plan(state, summary(procs), instances) == expected
+
+
+def test_plan_cannot_stop_an_unknown_app():
+    with pytest.raises(pm2.Pm2Error, match="not known to PM2"):
+        pm2.plan("stopped", summary([]))
+
+
+def test_plan_rejects_unknown_state():
+    with pytest.raises(pm2.Pm2Error, match="unknown state"):
+        pm2.plan("running", summary(RUNNING))
+
+
+# ---------------------------------------------------------------------- command
+ECO = "/srv/web/ecosystem.config.json"
+
+
+@pytest.mark.parametrize(
+    ("action", "ecosystem", "update_env", "expected"),
+    [
+        ("start", ECO, True, ["start", ECO, "--only", "web"]),
+        ("start", None, True, ["start", "web"]),
+        ("reload", ECO, True, ["reload", ECO, "--only", "web", "--update-env"]),
+        ("reload", None, False, ["reload", "web"]),
+        ("restart", ECO, True, ["restart", ECO, "--only", "web", "--update-env"]),
+        ("stop", ECO, True, ["stop", "web"]),
+        ("delete", ECO, True, ["delete", "web"]),
+        ("save", ECO, True, ["save", "--force"]),
+    ],
+)
+def test_command(action, ecosystem, update_env, expected):
+    assert pm2.command(action, "web", ecosystem, None, update_env) == expected
+
+
+def test_scale_command_needs_instances():
+    assert pm2.command("scale", "web", instances=4) == ["scale", "web", "4"]
+    with pytest.raises(pm2.Pm2Error):
+        pm2.command("scale", "web")
+
+
+def test_unknown_action():
+    with pytest.raises(pm2.Pm2Error):
+        pm2.command("explode", "web")
+
+
+# ------------------------------------------------------ expected, settled, diff
+def test_expected_after_each_state():
+    before = summary(RUNNING)
+    assert pm2.expected("absent", before)["exists"] is False
+    assert pm2.expected("stopped", before)["online"] == 0
+    assert pm2.expected("started", before, 4)["online"] == 4
+    assert pm2.expected("reloaded", summary([]))["instances"] == 1
+
+
+def test_settled():
+    running = summary(RUNNING)
+    assert pm2.settled(running, "started")
+    assert pm2.settled(running, "reloaded", 2)
+    assert not pm2.settled(running, "started", 3)
+    half = summary([proc("web", 0), proc("web", 1, status="launching")])
+    assert not pm2.settled(half, "started")
+    stopped = summary([proc("web", 0, status="stopped")])
+    assert pm2.settled(stopped, "stopped")
+    assert not pm2.settled(running, "stopped")
+    assert pm2.settled(summary([]), "absent")
+    assert not pm2.settled(summary([]), "started")
+
+
+def test_diff_text():
+    assert pm2.diff_text(summary(RUNNING)) == "web: 2 instance(s), 2 online\n"
+    assert pm2.diff_text(summary([])) == "web: absent\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "pid"),
+    [("1234\n", 1234), ("", None), ("abc", None), ("0", None), (None, None), ("-5", None)],
+)
+def test_daemon_pid(text, pid):
+    assert pm2.daemon_pid(text) == pid
