@@ -6,6 +6,7 @@ so each test asks for hosts by inventory name.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from functools import cache
@@ -43,3 +44,34 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
 def tcp_probe(src, address: str, port: int, timeout: int = 3):
     """Try a TCP connection from host ``src``; returns the CommandResult (rc 0 = open)."""
     return src.run(f"nc -z -w {timeout} {address} {port}")
+
+
+# Every command a test runs on a host goes through Ansible's command module,
+# which logs its arguments to the host's journal. A secret must therefore
+# never be part of a command line: these helpers keep it off the host's
+# command lines (and so out of the journal they inspect).
+_PATTERNS = "/root/.lab-secret-patterns"
+
+
+def files_containing(h, secrets: list[str], paths: str, extra: str = "") -> list[str]:
+    """Files under ``paths`` on host ``h`` that contain any of ``secrets``.
+
+    The patterns reach the host as a file through the copy module, whose
+    ``content`` is never logged, and are removed right after the search.
+    """
+    h.ansible(
+        "ansible.builtin.copy",
+        json.dumps({"content": "\n".join(secrets) + "\n", "dest": _PATTERNS, "mode": "0600"}),
+        check=False,
+        become=True,
+    )
+    try:
+        found = h.run(f"grep -rlF -f {_PATTERNS} {paths} {extra}")
+    finally:
+        h.run(f"rm -f {_PATTERNS}")
+    return found.stdout.split()
+
+
+def journal_contains(h, secret: str) -> bool:
+    """Whether the journal of host ``h`` holds ``secret`` (searched on the control node)."""
+    return secret in h.check_output("journalctl --no-pager -o cat")

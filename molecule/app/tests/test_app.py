@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from labhosts import host, hosts_in, wait_for
+from labhosts import files_containing, host, hosts_in, journal_contains, wait_for
 
 APPS = ["app1", "app2"]
 BASE = "/srv/webstack"
@@ -139,9 +139,10 @@ def test_secrets_stay_in_the_env_file(name):
         if line.startswith("LAB_SECRET_TOKEN=")
     )
     assert len(token) >= 16
-    # Not in PM2's saved process list, its logs, or the ecosystem file.
+    # Not in the journal, PM2's saved process list, its logs, or the ecosystem file.
+    assert not journal_contains(h, token)
     places = f"{BASE}/.pm2 {BASE}/ecosystem.config.json {BASE}/shared/logs"
-    assert h.run(f"grep -rqF '{token}' {places}").rc == 1
+    assert files_containing(h, [token], places) == []
 
 
 @pytest.mark.parametrize("name", APPS)

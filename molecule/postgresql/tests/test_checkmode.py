@@ -1,0 +1,3 @@
+"""The converge in --check --diff mode (after the switchover) passes and prints no secret."""
+
+from checkmode import test_check_diff_passes_and_prints_no_secret  # noqa: F401
