@@ -1,0 +1,3 @@
+"""--check --diff of the converge playbook passes and prints no secret."""
+
+from checkmode import test_check_diff_passes_and_prints_no_secret  # noqa: F401
