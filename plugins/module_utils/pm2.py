@@ -79,8 +79,9 @@ def plan(state: str, summary: dict, instances: int | None = None) -> list[str]:
     """Actions (in order) that bring the app from ``summary`` to ``state``.
 
     ``started`` is idempotent: it starts a missing app, restarts one whose
-    processes are not all running, and scales to ``instances`` when given. ``reloaded`` and ``restarted`` always act (like
-    systemd's), starting the app when it does not exist yet.
+    processes are not all running, and scales to ``instances`` when given.
+    ``reloaded`` and ``restarted`` always act (like systemd's), starting the
+    app when it does not exist yet.
     """
     if state not in STATES:
         raise Pm2Error(f"unknown state {state!r}")
