@@ -36,10 +36,19 @@ class Stats:
         self.failures: list[dict] = []
         self.acked_writes: list[str] = []
         self.latencies: list[float] = []
+        self.retried = 0
 
-    def record(self, ok: bool, latency: float, detail: dict | None, write_id: str | None):
+    def record(
+        self,
+        ok: bool,
+        latency: float,
+        detail: dict | None,
+        write_id: str | None,
+        retried: bool = False,
+    ):
         with self.lock:
             self.sent += 1
+            self.retried += int(retried)
             self.latencies.append(latency)
             if ok:
                 self.ok += 1
@@ -102,30 +111,54 @@ class Worker(threading.Thread):
         start = time.monotonic()
         detail = None
         ok = False
-        try:
-            if self.conn is None:
-                self.conn = self.connect()
-            self.conn.request(method, path, body=body, headers=headers)
-            resp = self.conn.getresponse()
-            payload = resp.read()
-            ok = 200 <= resp.status < 300
-            if not ok:
-                detail = {
-                    "path": path,
-                    "status": resp.status,
-                    "body": payload[:200].decode("utf-8", "replace"),
-                }
-            if resp.getheader("Connection", "").lower() == "close":
-                self.conn.close()
+        retried = False
+        while True:
+            reused = self.conn is not None
+            try:
+                if self.conn is None:
+                    self.conn = self.connect()
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                payload = resp.read()
+                ok = 200 <= resp.status < 300
+                if not ok:
+                    detail = {
+                        "path": path,
+                        "status": resp.status,
+                        "body": payload[:200].decode("utf-8", "replace"),
+                    }
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                if self.conn is not None:
+                    self.conn.close()
                 self.conn = None
-        except (OSError, http.client.HTTPException) as exc:
-            detail = {"path": path, "error": f"{type(exc).__name__}: {exc}"}
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
+                # A kept-alive connection the server closed between two requests
+                # (graceful reload, old worker exiting): the request never reached
+                # the app, so it is sent once more on a new connection, as HTTP
+                # clients do. Writes carry their id, so a repeat is harmless.
+                if reused and not retried and stale_connection(exc):
+                    retried = True
+                    continue
+                detail = {"path": path, "error": f"{type(exc).__name__}: {exc}"}
+            break
         if detail is not None:
             detail["at"] = round(time.time(), 3)
-        self.stats.record(ok, time.monotonic() - start, detail, write_id)
+        self.stats.record(ok, time.monotonic() - start, detail, write_id, retried)
+
+
+def stale_connection(exc: Exception) -> bool:
+    """The error of a request on a kept-alive connection the server had closed."""
+    return isinstance(
+        exc,
+        (
+            http.client.RemoteDisconnected,
+            BrokenPipeError,
+            ConnectionResetError,
+            http.client.BadStatusLine,
+        ),
+    )
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -135,7 +168,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="base URL, e.g. https://10.0.0.5")
     parser.add_argument("--host-header", default="")
@@ -151,7 +184,31 @@ def main() -> int:
     parser.add_argument("--cafile", default=None)
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS (lab CA)")
     parser.add_argument("--out", required=True, help="JSON summary file")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def issue_until_stopped(args: argparse.Namespace, tickets: threading.Semaphore) -> tuple[int, str]:
+    """Release one ticket per due request until a limit or the stop file ends the run."""
+    start = time.monotonic()
+    issued = 0
+    stop_file = Path(args.stop_file) if args.stop_file else None
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= args.max_seconds:
+            return issued, "max_seconds"
+        if issued >= args.max_requests:
+            return issued, "max_requests"
+        if stop_file is not None and stop_file.exists():
+            return issued, "stop_file"
+        due = int(elapsed * args.rate) + 1
+        while issued < due and issued < args.max_requests:
+            tickets.release()
+            issued += 1
+        time.sleep(min(0.01, 1.0 / args.rate))
+
+
+def main() -> int:
+    args = parse_args()
     check_target(urlsplit(args.url).hostname)
 
     stats = Stats()
@@ -161,19 +218,7 @@ def main() -> int:
     for worker in workers:
         worker.start()
     start = time.monotonic()
-    issued = 0
-    stop_file = Path(args.stop_file) if args.stop_file else None
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= args.max_seconds or issued >= args.max_requests:
-            break
-        if stop_file is not None and stop_file.exists():
-            break
-        due = int(elapsed * args.rate) + 1
-        while issued < due and issued < args.max_requests:
-            tickets.release()
-            issued += 1
-        time.sleep(min(0.01, 1.0 / args.rate))
+    issued, stopped_by = issue_until_stopped(args, tickets)
     done.set()
     for _ in workers:
         tickets.release()
@@ -184,10 +229,12 @@ def main() -> int:
     with stats.lock:
         summary = {
             "duration_s": round(duration, 2),
+            "stopped_by": stopped_by,
             "issued": issued,
             "completed": stats.sent,
             "ok": stats.ok,
             "failed": len(stats.failures),
+            "retried_on_new_connection": stats.retried,
             "rate_per_s": round(stats.sent / duration, 2) if duration else 0.0,
             "p50_ms": round(percentile(stats.latencies, 0.50) * 1000, 1),
             "p95_ms": round(percentile(stats.latencies, 0.95) * 1000, 1),

@@ -17,6 +17,9 @@ class App(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     writes: ClassVar[list[str]] = []
     fail_reads = False
+    # Close each connection after one answer without saying so (as a server
+    # whose old worker exits after a graceful reload does).
+    drop_kept_alive = False
 
     def log_message(self, *args):
         pass
@@ -26,6 +29,8 @@ class App(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if App.drop_kept_alive:
+            self.close_connection = True
 
     def do_GET(self):
         self.reply(503 if App.fail_reads else 200)
@@ -40,6 +45,7 @@ class App(BaseHTTPRequestHandler):
 def app():
     App.writes = []
     App.fail_reads = False
+    App.drop_kept_alive = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), App)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
@@ -73,6 +79,7 @@ def test_rate_and_acknowledged_writes(tmp_path, app):
     assert 140 <= result["completed"] <= 170  # 80/s for 2 s
     assert sorted(result["acked_writes"]) == sorted(App.writes)
     assert len(App.writes) == result["completed"] // 2
+    assert result["stopped_by"] == "max_seconds"
 
 
 def test_failures_are_counted(tmp_path, app):
@@ -82,11 +89,20 @@ def test_failures_are_counted(tmp_path, app):
     assert result["failures"][0]["status"] == 503
 
 
+def test_a_closed_kept_alive_connection_is_retried_once_not_failed(tmp_path, app):
+    App.drop_kept_alive = True
+    result = run(tmp_path, app.server_port, "--workers", "2")
+    assert result["failed"] == 0, result["failures"][:3]
+    assert result["retried_on_new_connection"] > 0
+    assert sorted(result["acked_writes"]) == sorted(set(App.writes))
+
+
 def test_stop_file_ends_the_run_early(tmp_path, app):
     stop = tmp_path / "stop"
     stop.write_text("")
     result = run(tmp_path, app.server_port, "--stop-file", str(stop), "--max-seconds", "30")
     assert result["duration_s"] < 2
+    assert result["stopped_by"] == "stop_file"
 
 
 def test_refuses_public_targets(tmp_path):

@@ -48,7 +48,8 @@ def test_module_documents_parse(path):
         assert isinstance(option, dict), name
         assert option.get("description"), f"option {name} has no description"
     examples = yaml.safe_load(docs["EXAMPLES"])
-    assert isinstance(examples, list) and examples
+    assert isinstance(examples, list)
+    assert examples
     returned = yaml.safe_load(docs["RETURN"])
     assert isinstance(returned, dict)
 

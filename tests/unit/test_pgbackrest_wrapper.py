@@ -71,14 +71,16 @@ def test_an_empty_repository_reports_nothing():
 
 
 def test_metrics_round_trip_and_keep_other_kinds():
-    first = wrapper.merge_run({}, {"postgresql_full": 100.0}, "postgresql_full", True, 150.9)
+    first = wrapper.merge_run({}, {"postgresql_full": 100.0}, "postgresql_full", ok=True, now=150.9)
     text = wrapper.render_metrics(first)
     assert 'webstack_backup_last_success_timestamp_seconds{kind="postgresql_full"} 100\n' in text
     assert 'webstack_backup_last_run_success{kind="postgresql_full"} 1\n' in text
     assert 'webstack_backup_last_run_timestamp_seconds{kind="postgresql_full"} 150\n' in text
     assert text.count("# TYPE webstack_backup_last_run_success gauge") == 1
     # A failed diff run later keeps the full's result and the repository view.
-    second = wrapper.merge_run(wrapper.parse_metrics(text), None, "postgresql_diff", False, 200)
+    second = wrapper.merge_run(
+        wrapper.parse_metrics(text), None, "postgresql_diff", ok=False, now=200
+    )
     again = wrapper.parse_metrics(wrapper.render_metrics(second))
     assert again["webstack_backup_last_run_success"] == {
         "postgresql_full": 1.0,
@@ -89,7 +91,12 @@ def test_metrics_round_trip_and_keep_other_kinds():
 
 def test_the_alert_threshold_of_each_kind_is_written():
     samples = wrapper.merge_run(
-        {}, {"postgresql_full": 100.0}, None, True, 150, {"full": 691200, "diff": 93600}
+        {},
+        {"postgresql_full": 100.0},
+        None,
+        ok=True,
+        now=150,
+        max_age={"full": 691200, "diff": 93600},
     )
     text = wrapper.render_metrics(samples)
     assert 'webstack_backup_max_age_seconds{kind="postgresql_full"} 691200\n' in text

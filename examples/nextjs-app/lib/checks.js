@@ -1,5 +1,5 @@
 import os from "node:os";
-import { dbConfigured, ensureSchema, primary } from "./db.js";
+import { dbConfigured, query } from "./db.js";
 import { redis, redisConfigured } from "./redis.js";
 
 const TIMEOUT_MS = 2000;
@@ -25,8 +25,7 @@ async function probe(configured, what, fn) {
 
 export function checkPostgresql() {
   return probe(dbConfigured(), "postgresql", async () => {
-    await ensureSchema();
-    const { rows } = await primary().query(
+    const { rows } = await query(
       "SELECT pg_is_in_recovery() AS in_recovery, current_setting('server_version') AS version",
     );
     return { in_recovery: rows[0].in_recovery, version: rows[0].version };

@@ -152,6 +152,7 @@ def merge_run(
     previous: dict[str, dict[str, float]],
     newest: dict[str, float] | None,
     kind: str | None,
+    *,
     ok: bool,
     now: float,
     max_age: dict[str, float] | None = None,
@@ -394,9 +395,9 @@ def command_backup(config: dict, kind: str | None) -> int:
             read_metrics(path),
             newest,
             f"postgresql_{recorded}" if recorded else None,
-            ok,
-            time.time(),
-            config.get("max_age_seconds"),
+            ok=ok,
+            now=time.time(),
+            max_age=config.get("max_age_seconds"),
         )
         write_atomic(path, render_metrics(samples))
     return 0 if ok else 1
