@@ -8,7 +8,8 @@ every app server), then directly against one app server (plain HTTP on port
 3000). All runs have the same bounded duration and concurrency.
 
     python3 benchmarks/nginx_bench.py                       # the molecule scenario `nginx`
-    python3 benchmarks/nginx_bench.py --prefix "" --client mon1 --lb lb1 --upstream app1
+    python3 benchmarks/nginx_bench.py --prefix "" --client mon1 --lb lb1 --name lb1 \
+        --connections 500 --no-direct                    # make lab (3000 admits only the LB)
 
 The client must be exempt from the load balancer's rate limit
 (nginx_limit_allowlist_groups/cidrs); otherwise most answers are 429 and the
@@ -103,11 +104,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--no-direct",
+        action="store_true",
+        help="skip the run straight to the app server (its port admits only the load balancers)",
+    )
     opts = parser.parse_args(argv)
     if not 1 <= opts.duration <= MAX_DURATION:
         parser.error(f"--duration must be 1..{MAX_DURATION}")
-    if not 1 <= opts.connections <= 256:
-        parser.error("--connections must be 1..256")
+    if not 1 <= opts.connections <= 1000:
+        parser.error("--connections must be 1..1000")
 
     client = opts.prefix + opts.client
     docker(
@@ -131,10 +137,11 @@ def main(argv: list[str]) -> int:
             f"{common} https://{opts.name}/healthz"
         ),
         "through the load balancer (HTTPS)": f"{common} https://{opts.name}{opts.path}",
-        f"directly to {opts.upstream}:{opts.port} (HTTP)": (
-            f"{common} http://{app_ip}:{opts.port}{opts.path}"
-        ),
     }
+    if not opts.no_direct:
+        runs[f"directly to {opts.upstream}:{opts.port} (HTTP)"] = (
+            f"{common} http://{app_ip}:{opts.port}{opts.path}"
+        )
     results = {}
     for label, args in runs.items():
         print(f"running hey {args}", flush=True)

@@ -54,6 +54,8 @@ def main() -> None:
         return
     if args.action == "up":
         playbook(ROOT / "tools" / "lab" / "up.yml")
+        # Lab infrastructure, not part of the product: the S3 endpoint of the backups.
+        playbook(ROOT / "tools" / "lab" / "s3.yml")
     playbook(ROOT / "site.yml", *args.ansible_args)
     summary(time.monotonic() - start)
 

@@ -26,7 +26,8 @@ VISIBILITY_SCRIPT = """
 set -e
 token=$(cat /proc/sys/kernel/random/uuid)
 # lab_rows has no key: replace the marker row in one transaction (safe to re-run).
-psql '@PRIMARY@' -XAtq -c "DELETE FROM lab_rows WHERE id = -3; INSERT INTO lab_rows VALUES (-3, '$token')" >/dev/null
+psql '@PRIMARY@' -XAtq \
+  -c "DELETE FROM lab_rows WHERE id = -3; INSERT INTO lab_rows VALUES (-3, '$token')" >/dev/null
 start=$(date +%s%N)
 for i in $(seq 1 200); do
   if [ "$(psql '@REPLICA@' -XAtq -c "SELECT payload FROM lab_rows WHERE id = -3")" = "$token" ]
