@@ -45,10 +45,8 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, syntax checks
 
 syntax: setup ## ansible-playbook --syntax-check of every playbook against every inventory
 	@for inv in $(INVENTORIES); do \
-	  for pb in site.yml playbooks/*.yml; do \
-	    ansible-playbook --syntax-check -i inventories/$$inv "$$pb" >/dev/null \
-	      || { echo "syntax check failed: $$pb with inventories/$$inv"; exit 1; }; \
-	  done; \
+	  ansible-playbook --syntax-check -i inventories/$$inv site.yml playbooks/*.yml >/dev/null \
+	    || { echo "syntax check failed with inventories/$$inv (the error names the playbook)"; exit 1; }; \
 	  echo "syntax ok: inventories/$$inv"; \
 	done
 
