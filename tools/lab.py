@@ -34,8 +34,9 @@ def summary(seconds: float) -> None:
 The lab is up ({seconds:.0f} s). Where to look:
   containers      docker ps --filter label=stackops.lab.scenario=stackops-lab
   a shell         docker exec -it app1 bash
-  load balancer   http://127.0.0.1:8080/  https://127.0.0.1:8443/  (when the nginx tier is deployed)
-  Prometheus      http://127.0.0.1:9090/  (when the monitoring tier is deployed)
+  the example app https://localhost:8443/  (self-signed; by name: no TLS without SNI)
+  Prometheus      http://127.0.0.1:9090/  user prometheus (password: README, "make lab")
+  Grafana         http://127.0.0.1:3001/  when its package could be installed (see README)
   converge again  make lab-converge        remove it: make lab-destroy
 """,
         flush=True,
