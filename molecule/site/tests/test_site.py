@@ -59,6 +59,16 @@ def test_https_through_the_lb_reaches_a_healthy_app():
     assert health["checks"]["redis"]["ok"] is True
 
 
+def test_the_apps_metrics_are_not_public_but_prometheus_reads_them():
+    status, _ = through_lb("/api/metrics")
+    assert status == 404
+    app1 = host("app1").ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    direct = host(CLIENT).check_output(
+        f"curl -sf --max-time 10 http://{app1['ansible_default_ipv4']['address']}:3000/api/metrics"
+    )
+    assert "# TYPE" in direct
+
+
 def test_a_write_through_the_lb_lands_in_postgresql_and_reads_back():
     status, text = through_lb(
         "/api/writes", "POST", json.dumps({"id": "site-e2e-1", "payload": "e2e"})
