@@ -78,8 +78,15 @@ PREBAKED_PACKAGES = [
     "acl",
     "python3-pip",
     "xz-utils",
+    "bind9-dnsutils",
+    "htop",
+    "jq",
+    "lsof",
+    "rsync",
+    "tcpdump",
+    "unzip",
 ]
-IMAGE_RECIPE_VERSION = "4"  # bump when the build steps below change
+IMAGE_RECIPE_VERSION = "5"  # bump when the build steps below change
 
 
 def log(msg: str) -> None:
