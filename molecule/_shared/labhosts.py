@@ -33,8 +33,10 @@ class LabHost:
         container = AnsibleRunner(inventory()).get_variables(name).get("ansible_host", name)
         self._docker = testinfra.get_host(f"docker://{container}")
 
-    def ansible(self, *args, **kwargs):
-        return self._ansible.ansible(*args, **kwargs)
+    @property
+    def ansible(self):
+        """testinfra's ansible module: ``host.ansible(module, args)``, ``.get_variables()``."""
+        return self._ansible.ansible
 
     def __getattr__(self, attr):
         return getattr(self._docker, attr)
@@ -67,10 +69,10 @@ def tcp_probe(src, address: str, port: int, timeout: int = 3):
     return src.run(f"nc -z -w {timeout} {address} {port}")
 
 
-# Every command a test runs on a host goes through Ansible's command module,
-# which logs its arguments to the host's journal. A secret must therefore
-# never be part of a command line: these helpers keep it off the host's
-# command lines (and so out of the journal they inspect).
+# A secret must never be part of a command line a test runs on a host: the
+# process list shows it, and a command sent through Ansible's modules is
+# logged to the host's journal, which the tests then search. These helpers
+# keep secrets off the hosts' command lines.
 _PATTERNS = "/root/.lab-secret-patterns"
 
 
