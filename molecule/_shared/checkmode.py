@@ -21,6 +21,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 LOOKUP_PLUGIN = "stackops.webstack.secret"
 
 
@@ -37,9 +39,12 @@ def _secrets(inventory_dir: Path) -> dict[str, str]:
 def _uses_secret_lookup(inventory_dir: Path, scenario: Path) -> bool:
     converge = scenario / "converge.yml"
     dirs = [inventory_dir / "group_vars", inventory_dir / "host_vars"]
-    if "site.yml" in converge.read_text():
-        # site.yml brings the project's own group_vars (beside it) along.
-        dirs.append(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "group_vars")
+    # A playbook the converge imports brings the group_vars beside it along
+    # (site.yml: the project's own group_vars).
+    for play in yaml.safe_load(converge.read_text()) or []:
+        imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+        if imported:
+            dirs.append((converge.parent / imported).resolve().parent / "group_vars")
     files = [converge]
     for top in dirs:
         for root, _dirs, names in os.walk(top, followlinks=True):

@@ -17,8 +17,8 @@ EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 CLIENT = "mon1"  # in group monitoring: allowlisted from the rate limit, like the load
 
 
-def lb_address() -> str:
-    facts = host("lb1").ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+def address(name: str) -> str:
+    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
     return facts["ansible_default_ipv4"]["address"]
 
 
@@ -27,7 +27,7 @@ def through_lb(path: str, method: str = "GET", data: str | None = None) -> tuple
     body = f"-H 'Content-Type: application/json' --data {quote(data)}" if data else ""
     out = host(CLIENT).check_output(
         f"curl -sk --max-time 20 -o /dev/stdout -w '\\n%{{http_code}}' -X {method} {body} "
-        f"--resolve lb1:443:{lb_address()} https://lb1{path}"
+        f"--resolve lb1:443:{address('lb1')} https://lb1{path}"
     )
     text, _, status = out.rpartition("\n")
     return int(status), text
@@ -62,9 +62,8 @@ def test_https_through_the_lb_reaches_a_healthy_app():
 def test_the_apps_metrics_are_not_public_but_prometheus_reads_them():
     status, _ = through_lb("/api/metrics")
     assert status == 404
-    app1 = host("app1").ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
     direct = host(CLIENT).check_output(
-        f"curl -sf --max-time 10 http://{app1['ansible_default_ipv4']['address']}:3000/api/metrics"
+        f"curl -sf --max-time 10 http://{address('app1')}:3000/api/metrics"
     )
     assert "# TYPE" in direct
 
@@ -119,11 +118,6 @@ def test_the_upgrade_moved_the_primary_and_the_master(record):
     assert len(record["postgresql_primary_after"]) == 1
     assert record["postgresql_primary_before"] != record["postgresql_primary_after"]
     assert record["redis_master_before"] != record["redis_master_after"]
-
-
-def address(name: str) -> str:
-    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
-    return facts["ansible_default_ipv4"]["address"]
 
 
 def secret(name: str) -> str:
