@@ -19,8 +19,29 @@ ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "lab"
 
 
+def strategy_env() -> dict[str, str]:
+    """Ansible settings of a lab run: mitogen_linear unless STACKOPS_LAB_STRATEGY=linear.
+
+    mitogen knows Ansible's docker connection, not the lab's lab_docker
+    (inventories/lab reads STACKOPS_LAB_CONNECTION).
+    """
+    choice = os.environ.get("STACKOPS_LAB_STRATEGY", "mitogen")
+    if choice == "linear":
+        return {}
+    if choice != "mitogen":
+        sys.exit(f"lab: STACKOPS_LAB_STRATEGY must be mitogen or linear, not {choice!r}")
+    plugins = ROOT / ".cache" / "mitogen-strategy"
+    if not plugins.is_dir():
+        sys.exit("lab: mitogen is not installed in the virtualenv; run `make setup`")
+    return {
+        "ANSIBLE_STRATEGY": "mitogen_linear",
+        "ANSIBLE_STRATEGY_PLUGINS": str(plugins),
+        "STACKOPS_LAB_CONNECTION": "docker",
+    }
+
+
 def playbook(path: Path, *extra: str) -> None:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **strategy_env())
     cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path), *extra]
     print(f"\n>>> {' '.join(cmd)}", flush=True)
     result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)

@@ -121,6 +121,7 @@ def cmd_venv(_args) -> None:
         (venv / ".complete").write_text(digest + "\n")
     if link.is_symlink() or link.exists():
         if link.resolve() == venv.resolve():
+            link_mitogen(venv)
             return
         if link.is_symlink():
             link.unlink()
@@ -128,6 +129,21 @@ def cmd_venv(_args) -> None:
             shutil.rmtree(link)
     link.symlink_to(venv)
     log(f".venv -> {venv}")
+    link_mitogen(venv)
+
+
+def link_mitogen(venv: Path) -> None:
+    """Link mitogen's strategy plugins as .cache/mitogen-strategy (a stable path for the lab)."""
+    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    target = venv / "lib" / pyver / "site-packages" / "ansible_mitogen" / "plugins" / "strategy"
+    link = ROOT / ".cache" / "mitogen-strategy"
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    if target.is_dir():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
 
 
 def link_collection() -> None:

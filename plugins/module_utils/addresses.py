@@ -43,7 +43,9 @@ def host_address(hostname, hostvars):
     ansible_host = hv.get("ansible_host")
     if ansible_host and is_ip(ansible_host):
         return str(ansible_host).strip()
-    facts_v4 = hv.get("ansible_default_ipv4") or {}
+    # ansible_facts works whether or not facts are also injected as ansible_* variables.
+    facts = hv.get("ansible_facts") or {}
+    facts_v4 = facts.get("default_ipv4") or hv.get("ansible_default_ipv4") or {}
     if facts_v4.get("address"):
         return str(facts_v4["address"])
     raise AddressError(
