@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import ipaddress
+import itertools
 import json
 import socket
 import ssl
@@ -35,6 +36,7 @@ class Stats:
         self.ok = 0
         self.failures: list[dict] = []
         self.acked_writes: list[str] = []
+        self.acked_at: list[float] = []
         self.latencies: list[float] = []
         self.retried = 0
 
@@ -54,6 +56,7 @@ class Stats:
                 self.ok += 1
                 if write_id:
                     self.acked_writes.append(write_id)
+                    self.acked_at.append(time.time())
             else:
                 self.failures.append(detail or {})
 
@@ -161,6 +164,12 @@ def stale_connection(exc: Exception) -> bool:
     )
 
 
+def longest_write_gap(started_at: float, ended_at: float, acked_at: list[float]) -> float:
+    """The longest time without an acknowledged write (from the start to the end of the run)."""
+    points = [started_at, *sorted(acked_at), ended_at]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return 0.0
@@ -218,6 +227,7 @@ def main() -> int:
     for worker in workers:
         worker.start()
     start = time.monotonic()
+    started_at = time.time()
     issued, stopped_by = issue_until_stopped(args, tickets)
     done.set()
     for _ in workers:
@@ -227,7 +237,9 @@ def main() -> int:
         worker.join(max(0.0, deadline - time.monotonic()))
     duration = time.monotonic() - start
     with stats.lock:
+        failed_at = [f["at"] for f in stats.failures if "at" in f]
         summary = {
+            "started_at": round(started_at, 3),
             "duration_s": round(duration, 2),
             "stopped_by": stopped_by,
             "issued": issued,
@@ -239,11 +251,22 @@ def main() -> int:
             "p50_ms": round(percentile(stats.latencies, 0.50) * 1000, 1),
             "p95_ms": round(percentile(stats.latencies, 0.95) * 1000, 1),
             "p99_ms": round(percentile(stats.latencies, 0.99) * 1000, 1),
+            "first_failure_at": min(failed_at) if failed_at else None,
+            "last_failure_at": max(failed_at) if failed_at else None,
+            "write_gap_max_s": (
+                round(longest_write_gap(started_at, time.time(), stats.acked_at), 2)
+                if args.write_path
+                else None
+            ),
             "failures": stats.failures[:200],
             "acked_writes": stats.acked_writes,
+            # Wall-clock time of each acknowledgement (same order as acked_writes).
+            "acked_at": [round(t, 3) for t in stats.acked_at],
         }
     Path(args.out).write_text(json.dumps(summary))
-    printable = {k: v for k, v in summary.items() if k not in ("acked_writes", "failures")}
+    printable = {
+        k: v for k, v in summary.items() if k not in ("acked_writes", "acked_at", "failures")
+    }
     print(json.dumps(printable))
     return 0
 

@@ -10,6 +10,7 @@ non-zero when any failed.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -27,9 +28,25 @@ def run(scenario: str) -> tuple[bool, float]:
     return proc.returncode == 0, time.monotonic() - start
 
 
+RECORDS = ROOT / ".cache" / "drills.json"
+
+
+def print_drills() -> None:
+    """What every drill of this run measured (records written by molecule/_shared/drill.py)."""
+    if not RECORDS.exists():
+        return
+    print("\n===== drills =====")
+    for entry in json.loads(RECORDS.read_text()):
+        figures = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("drill", "scenario"))
+        print(f"  {entry.get('scenario', ''):<8} {entry['drill']:<44} {figures}")
+
+
 def main(argv: list[str]) -> int:
     scenarios = argv or sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
     results = []
+    RECORDS.parent.mkdir(exist_ok=True)
+    RECORDS.unlink(missing_ok=True)
+    os.environ["STACKOPS_DRILL_RECORDS"] = str(RECORDS)
     with LOCK.open("w") as lock:
         waited = time.monotonic()
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -38,6 +55,7 @@ def main(argv: list[str]) -> int:
         for scenario in scenarios:
             ok, seconds = run(scenario)
             results.append((scenario, ok, seconds))
+    print_drills()
     print("\n===== molecule summary =====")
     for scenario, ok, seconds in results:
         print(f"  {scenario:<14} {'passed' if ok else 'FAILED':<7} {seconds:6.0f} s")

@@ -11,6 +11,9 @@ from typing import ClassVar
 import pytest
 
 LOADGEN = Path(__file__).resolve().parents[2] / "tools" / "loadgen.py"
+sys.path.insert(0, str(LOADGEN.parent))
+
+import loadgen  # noqa: E402 - tools/ is not a package
 
 
 class App(BaseHTTPRequestHandler):
@@ -110,3 +113,11 @@ def test_refuses_public_targets(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
     assert result.returncode != 0
     assert "refusing non-lab target" in result.stderr
+
+
+def test_longest_write_gap_counts_from_start_to_end():
+    assert loadgen.longest_write_gap(100.0, 110.0, [101.0, 102.0, 108.0]) == 6.0
+    # No write at all: the whole run is one gap.
+    assert loadgen.longest_write_gap(100.0, 110.0, []) == 10.0
+    # The gap before the first acknowledgement counts too.
+    assert loadgen.longest_write_gap(100.0, 110.0, [107.0, 109.5]) == 7.0

@@ -139,6 +139,11 @@ def test_pgbackrest_server_port_is_open_to_the_members_only():
 
 
 # ------------------------------------------------------------ backup, restore
+def test_the_converge_took_the_first_full_backup():
+    # pgbackrest_first_backup: a new stanza gets a restore point at once.
+    assert [b["type"] for b in info()["backup"]] == ["full"]
+
+
 def test_full_backup_is_taken_by_the_primary_from_the_replica():
     psql(PRIMARY, "CREATE DATABASE bench")
     host(PRIMARY).check_output("runuser -u postgres -- pgbench -i -s 2 -q bench")
@@ -147,7 +152,7 @@ def test_full_backup_is_taken_by_the_primary_from_the_replica():
     for name in MEMBERS:
         host(name).check_output("systemctl start webstack-pgbackrest@full.service")
     backups = info()["backup"]
-    assert [b["type"] for b in backups] == ["full"]
+    assert [b["type"] for b in backups] == ["full", "full"]
     journal = host(PRIMARY).check_output(
         "journalctl -u webstack-pgbackrest@full.service --no-pager -o cat"
     )
@@ -155,7 +160,7 @@ def test_full_backup_is_taken_by_the_primary_from_the_replica():
     assert "this host is a replica" in host(REPLICA).check_output(
         "journalctl -u webstack-pgbackrest@full.service --no-pager -o cat"
     )
-    STATE["full_stop"] = str(backups[0]["timestamp"]["stop"])
+    STATE["full_stop"] = str(backups[-1]["timestamp"]["stop"])
 
 
 @pytest.mark.parametrize("name", MEMBERS)
@@ -204,7 +209,7 @@ def test_restore_latest_after_the_primary_was_destroyed():
     timeline = psql(PRIMARY, "SELECT timeline_id FROM pg_control_checkpoint()")
     assert int(timeline) >= 2
     # restore.yml took a new full backup on the new timeline, again from the replica.
-    assert [b["type"] for b in info()["backup"]] == ["full", "full"]
+    assert [b["type"] for b in info()["backup"]] == ["full", "full", "full"]
 
 
 def test_point_in_time_restore_onto_the_other_member():

@@ -1,0 +1,90 @@
+"""Helpers of the site scenario's tests: the lab seen from its client host (mon1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from shlex import quote
+
+from drill import wait_for
+from labhosts import host, hosts_in
+
+CLIENT = "mon1"  # in group monitoring: allowlisted from the rate limit, like the load
+SITE = "lb1"  # a name of the site (nginx_server_names of inventories/lab)
+
+
+@cache
+def address(name: str) -> str:
+    """The lab address of a host (fixed: a restarted container keeps it)."""
+    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+def secret(name: str) -> str:
+    path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".secrets" / name
+    return path.read_text().strip()
+
+
+def through_lb(path: str, method: str = "GET", data: str | None = None) -> tuple[int, str]:
+    """HTTPS request from the client host through the load balancer."""
+    body = f"-H 'Content-Type: application/json' --data {quote(data)}" if data else ""
+    out = host(CLIENT).check_output(
+        f"curl -sk --max-time 20 -o /dev/stdout -w '\\n%{{http_code}}' -X {method} {body} "
+        f"--resolve {SITE}:443:{address('lb1')} https://{SITE}{path}"
+    )
+    text, _, status = out.rpartition("\n")
+    return int(status), text
+
+
+def psql(name: str, query: str, database: str = "app") -> str:
+    return host(name).check_output(
+        f"runuser -u postgres -- psql -XAtq -d {database} -c {quote(query)}"
+    )
+
+
+def postgresql_primary() -> str:
+    """The member that is not in recovery (asked, not read from the inventory)."""
+    primaries = [
+        h
+        for h in hosts_in("postgresql")
+        if host(h)
+        .run("runuser -u postgres -- psql -XAtq -c 'SELECT pg_is_in_recovery()'")
+        .stdout.strip()
+        == "f"
+    ]
+    assert len(primaries) == 1, f"expected one PostgreSQL primary, found {primaries}"
+    return primaries[0]
+
+
+def healthy() -> dict:
+    """The app's health through the load balancer, when PostgreSQL and Redis answer."""
+    status, text = through_lb("/api/health")
+    if status != 200:
+        return {}
+    body = json.loads(text)
+    checks = body.get("checks", {})
+    ok = (
+        body.get("status") == "ok"
+        and checks.get("postgresql", {}).get("ok")
+        and checks.get("postgresql", {}).get("in_recovery") is False
+        and checks.get("redis", {}).get("ok")
+    )
+    return body if ok else {}
+
+
+def replicas_streaming(primary: str) -> int:
+    return int(psql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"))
+
+
+def wait_until_healthy(timeout: float = 120, what: str = "the lab healthy") -> None:
+    """Every tier answers: the app through the LB, every replica streams."""
+    wait_for(healthy, timeout=timeout, interval=2, what=f"{what}: app health through the LB")
+    expected = len(hosts_in("postgresql")) - 1
+    wait_for(
+        lambda: replicas_streaming(postgresql_primary()) == expected,
+        timeout=timeout,
+        interval=2,
+        what=f"{what}: {expected} streaming replica(s)",
+    )

@@ -1,0 +1,128 @@
+"""The whole stack after the converge, from outside: a request through the load
+balancer reaches the app, which reads and writes PostgreSQL through PgBouncer
+and Redis through Sentinel; replication, Sentinel, Prometheus and the first
+backup are in place. The drills (test_10_* and later) start from here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from labhosts import host, hosts_in
+from sitelab import CLIENT, address, postgresql_primary, psql, secret, through_lb
+
+
+def test_https_through_the_lb_reaches_a_healthy_app():
+    status, text = through_lb("/api/health")
+    assert status == 200, text
+    health = json.loads(text)
+    assert health["status"] == "ok"
+    assert health["checks"]["postgresql"]["configured"] is True
+    assert health["checks"]["postgresql"]["ok"] is True
+    assert health["checks"]["postgresql"]["in_recovery"] is False
+    assert health["checks"]["redis"]["configured"] is True
+    assert health["checks"]["redis"]["ok"] is True
+
+
+def test_the_apps_metrics_are_not_public_but_prometheus_reads_them():
+    status, _ = through_lb("/api/metrics")
+    assert status == 404
+    direct = host(CLIENT).check_output(
+        f"curl -sf --max-time 10 http://{address('app1')}:3000/api/metrics"
+    )
+    assert "# TYPE" in direct
+
+
+def test_a_write_through_the_lb_lands_in_postgresql_and_reads_back():
+    prefix = f"site-e2e-{uuid.uuid4().hex[:8]}-"
+    status, text = through_lb(
+        "/api/writes", "POST", json.dumps({"id": f"{prefix}1", "payload": "e2e"})
+    )
+    assert status in (200, 201), text
+    status, text = through_lb(f"/api/writes?prefix={prefix}")
+    assert status == 200, text
+    assert json.loads(text)["count"] == 1
+    primary = postgresql_primary()
+    assert psql(primary, f"SELECT payload FROM webstack_writes WHERE id = '{prefix}1'") == "e2e"
+
+
+def test_the_page_counts_views_in_redis_through_sentinel():
+    counts = []
+    for _ in range(2):
+        status, text = through_lb("/")
+        assert status == 200
+        marker = "Page views counted in Redis: "
+        assert marker in text, text[:500]
+        counts.append(int(text.split(marker, 1)[1].split("<", 1)[0]))
+    assert counts[1] > counts[0]
+
+
+def test_every_app_host_serves_the_linked_release():
+    releases = set()
+    for name in hosts_in("app"):
+        linked = host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
+        health = json.loads(
+            host(name).check_output(
+                f"curl -sf --max-time 10 http://{address(name)}:3000/api/health"
+            )
+        )
+        assert health["release"] == linked
+        releases.add(linked)
+    assert len(releases) == 1
+
+
+def redis_report(name: str) -> dict:
+    # The module takes the password as a no_log argument: it stays off the journal.
+    return host(name).ansible(
+        "stackops.webstack.redis_topology_info",
+        json.dumps(
+            {
+                "server_port": 6379,
+                "sentinel_port": 26379,
+                "master_name": "webstack",
+                "login_user": "admin",
+                "login_password": secret("redis_admin_password"),
+                "login_host": address(name),
+            }
+        ),
+        check=False,
+    )
+
+
+def test_replication_and_sentinel_are_healthy():
+    primary = postgresql_primary()
+    streaming = psql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    assert int(streaming) == len(hosts_in("postgresql")) - 1
+    masters = set()
+    for name in hosts_in("redis"):
+        report = redis_report(name)
+        assert report["sentinel"]["quorum_ok"], report["sentinel"]
+        masters.add(report["sentinel"]["master_host"])
+    assert len(masters) == 1
+
+
+def test_prometheus_sees_every_target_up():
+    answer = host("mon1").ansible(
+        "ansible.builtin.uri",
+        json.dumps(
+            {
+                "url": f"http://{address('mon1')}:9090/api/v1/targets?state=active",
+                "url_username": "prometheus",
+                "url_password": secret("prometheus_web_password"),
+                "force_basic_auth": True,
+                "return_content": True,
+            }
+        ),
+        check=False,
+    )
+    targets = answer["json"]["data"]["activeTargets"]
+    down = [
+        (t["labels"].get("job"), t["labels"].get("instance"), t.get("lastError"))
+        for t in targets
+        if t["health"] != "up"
+    ]
+    assert down == []
+    jobs = {t["labels"]["job"] for t in targets}
+    assert {"node", "nginx", "postgres", "pgbouncer", "redis", "app"} <= jobs
+    # One node exporter per host of the lab.
+    assert sum(1 for t in targets if t["labels"]["job"] == "node") == len(hosts_in("all"))

@@ -1,0 +1,105 @@
+"""The whole stack on one Debian 12 host (the development shape), and the
+Valkey flavor on Debian 13, checked from outside the hosts: the site answers
+through nginx with PostgreSQL 15 and Redis 7.0 behind it, the first backup is
+in the S3 store and restores, Valkey and its Sentinel serve an authenticated
+client, and the baseline (sshd, firewall, fail2ban) holds on both releases."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import pytest
+from drill import playbook, record
+from labhosts import host
+
+SITE = "shop.dev.test"
+
+
+@cache
+def address(name: str) -> str:
+    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+def secret(name: str) -> str:
+    path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".secrets" / name
+    return path.read_text().strip()
+
+
+def test_the_platforms_are_the_ones_under_test():
+    assert host("solo").system_info.codename == "bookworm"
+    assert host("kv").system_info.codename == "trixie"
+
+
+def test_the_site_answers_through_nginx_with_every_dependency():
+    out = host("kv").check_output(
+        f"curl -sk --max-time 20 --resolve {SITE}:443:{address('solo')} https://{SITE}/api/health"
+    )
+    health = json.loads(out)
+    assert health["status"] == "ok", health
+    assert health["checks"]["postgresql"]["ok"] is True
+    assert health["checks"]["redis"]["ok"] is True
+
+
+def test_debian_12_versions_of_the_data_tier():
+    solo = host("solo")
+    assert solo.check_output(
+        "runuser -u postgres -- psql -XAtq -c 'SHOW server_version_num'"
+    ).startswith("15")
+    assert solo.check_output("redis-server --version").split()[2].startswith("v=7.0")
+    assert solo.check_output("pgbackrest version").startswith("pgBackRest 2.45")
+    assert solo.check_output("/usr/local/bin/node --version").startswith("v22.")
+
+
+def test_the_first_backup_is_in_the_store_and_the_restore_drill_passes():
+    out = host("solo").check_output(
+        "runuser -u postgres -- pgbackrest --stanza=webstack --output=json info"
+    )
+    backups = json.loads(out)[0]["backup"]
+    assert [b["type"] for b in backups][:1] == ["full"]
+    run = playbook("playbooks/restore_drill.yml")
+    assert "restore drill on solo: PASSED" in run.output
+    record("stack12 restore drill (pgBackRest 2.45, PostgreSQL 15)", seconds=round(run.seconds, 1))
+
+
+def test_valkey_and_its_sentinel_serve_an_authenticated_client():
+    report = host("kv").ansible(
+        "stackops.webstack.redis_topology_info",
+        json.dumps(
+            {
+                "server_port": 6379,
+                "sentinel_port": 26379,
+                "master_name": "kv",
+                "login_user": "admin",
+                "login_password": secret("redis_admin_password"),
+                "login_host": address("kv"),
+            }
+        ),
+        check=False,
+    )
+    assert report["server"]["authenticated"], report
+    assert report["server"]["role"] == "master", report
+    assert report["sentinel"]["master_host"] == address("kv"), report["sentinel"]
+    kv = host("kv")
+    assert kv.service("valkey-server").is_running
+    assert kv.service("valkey-sentinel").is_running
+    assert not kv.service("redis-server").is_running
+    assert kv.check_output("valkey-server --version").split()[2].startswith("v=8.")
+    # Nobody logs in without a password (the default user is off).
+    refused = kv.run(f"valkey-cli -h {address('kv')} PING")
+    assert "NOAUTH" in refused.stdout + refused.stderr or refused.rc != 0
+
+
+@pytest.mark.parametrize("name", ["solo", "kv"])
+def test_baseline_on_both_releases(name):
+    h = host(name)
+    effective = h.check_output("sshd -T")
+    assert "permitrootlogin no" in effective
+    assert "passwordauthentication no" in effective
+    assert "table inet webstack" in h.check_output("nft list tables")
+    assert "policy drop" in h.check_output("nft list chain inet webstack input")
+    assert h.service("fail2ban").is_running
+    assert h.run("fail2ban-client status sshd").rc == 0
