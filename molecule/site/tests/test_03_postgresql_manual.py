@@ -1,0 +1,43 @@
+"""Drill of the database tier before Patroni (postgresql_ha_manager: manual,
+as the cluster was built): a planned switchover with the role's own playbook
+under write load loses nothing. test_05_patroni then converts the cluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from drill import load, playbook, record
+from labhosts import host
+from sitelab import CLIENT, SITE, postgresql_primary, psql, wait_until_healthy
+
+MANUAL = ["-e", "postgresql_ha_manager=manual"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def healthy_lab():
+    wait_until_healthy(what="before the manual-mode switchover")
+
+
+def test_manual_switchover_under_write_load_loses_nothing():
+    before = postgresql_primary()
+    started = time.monotonic()
+    with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
+        time.sleep(5)
+        run = playbook("playbooks/postgresql_switchover.yml", *MANUAL)
+        time.sleep(5)
+    after = postgresql_primary()
+    assert after != before
+    stored = set(psql(after, "SELECT id FROM webstack_writes").split())
+    lost = set(summary["acked_writes"]) - stored
+    record(
+        "postgresql switchover, manual mode",
+        seconds=round(time.monotonic() - started, 1),
+        playbook_s=round(run.seconds, 1),
+        requests=summary["completed"],
+        failed=summary["failed"],
+        write_gap_max_s=summary["write_gap_max_s"],
+        lost_writes=len(lost),
+    )
+    assert summary["failed"] == 0, summary["failures"][:5]
+    assert lost == set()
