@@ -71,7 +71,7 @@ def test_every_app_host_serves_the_linked_release():
     assert len(releases) == 1
 
 
-def redis_report(name: str) -> dict:
+def redis_report(name: str, master_name: str = "webstack") -> dict:
     # The module takes the password as a no_log argument: it stays off the journal.
     return host(name).ansible(
         "stackops.webstack.redis_topology_info",
@@ -79,7 +79,7 @@ def redis_report(name: str) -> dict:
             {
                 "server_port": 6379,
                 "sentinel_port": 26379,
-                "master_name": "webstack",
+                "master_name": master_name,
                 "login_user": "admin",
                 "login_password": secret("redis_admin_password"),
                 "login_host": address(name),
@@ -99,6 +99,20 @@ def test_replication_and_sentinel_are_healthy():
         assert report["sentinel"]["quorum_ok"], report["sentinel"]
         masters.add(report["sentinel"]["master_host"])
     assert len(masters) == 1
+
+
+def test_the_valkey_flavor_serves_with_its_sentinel():
+    # s3 runs the cache role with redis_flavor: valkey (Debian's valkey-server),
+    # a master of its own that its Sentinel names "kv".
+    s3 = host("s3")
+    assert s3.service("valkey-server").is_running
+    assert s3.service("valkey-sentinel").is_running
+    assert not s3.package("redis-server").is_installed
+    report = redis_report("s3", master_name="kv")
+    assert report["server"]["ready"], report["server"]
+    assert report["server"]["role"] == "master", report["server"]
+    assert report["sentinel"]["quorum_ok"], report["sentinel"]
+    assert report["sentinel"]["master_host"] == address("s3")
 
 
 def test_prometheus_sees_every_target_up():
