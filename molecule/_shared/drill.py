@@ -214,9 +214,15 @@ def kill_host(name: str) -> None:
     docker("kill", container(name))
 
 
-def start_host(name: str, timeout: int = 90) -> None:
-    """docker start, then wait until systemd says the machine is up."""
+def start_host(name: str, timeout: int = 90, wait: bool = True) -> None:
+    """docker start, then (unless told not to) wait until systemd says the machine is up."""
     docker("start", container(name))
+    if wait:
+        wait_until_booted(name, timeout=timeout)
+
+
+def wait_until_booted(name: str, timeout: int = 90) -> None:
+    """Wait until systemd on lab host ``name`` reports running (or degraded)."""
 
     def booted():
         state = subprocess.run(
