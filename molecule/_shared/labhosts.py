@@ -10,6 +10,7 @@ import json
 import os
 import time
 from functools import cache
+from pathlib import Path
 
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
@@ -50,6 +51,18 @@ def host(name: str) -> LabHost:
 
 def hosts_in(group: str) -> list[str]:
     return sorted(AnsibleRunner(inventory()).get_hosts(group))
+
+
+@cache
+def address(name: str) -> str:
+    """The lab address of a host (fixed: a restarted container keeps it)."""
+    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+def secret(name: str) -> str:
+    """A secret the scenario generated on the control node (next to its inventory)."""
+    return (Path(inventory()).parent / ".secrets" / name).read_text().strip()
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-from functools import cache
-from pathlib import Path
 from shlex import quote
 
 from drill import wait_for
-from labhosts import host, hosts_in
+from labhosts import address, host, hosts_in, secret  # noqa: F401 (secret: re-exported for the tests)
 
 CLIENT = "mon1"  # in group monitoring: allowlisted from the rate limit, like the load
 SITE = "lb1"  # a name of the site (nginx_server_names of inventories/lab)
 
 
-@cache
-def address(name: str) -> str:
-    """The lab address of a host (fixed: a restarted container keeps it)."""
-    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
-    return facts["ansible_default_ipv4"]["address"]
-
-
-def secret(name: str) -> str:
-    path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".secrets" / name
-    return path.read_text().strip()
+def app_releases() -> set[str]:
+    """The release each app host links as current, checked against what its
+    app reports on /api/health; one entry when every host serves the same."""
+    releases = set()
+    for name in hosts_in("app"):
+        linked = host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
+        health = json.loads(
+            host(name).check_output(
+                f"curl -sf --max-time 10 http://{address(name)}:3000/api/health"
+            )
+        )
+        assert health["release"] == linked, (name, health)
+        releases.add(linked)
+    return releases
 
 
 def through_lb(path: str, method: str = "GET", data: str | None = None) -> tuple[int, str]:

@@ -7,26 +7,12 @@ releases."""
 from __future__ import annotations
 
 import json
-import os
-from functools import cache
-from pathlib import Path
 
 import pytest
 from drill import playbook, record
-from labhosts import host
+from labhosts import address, host
 
 SITE = "shop.dev.test"
-
-
-@cache
-def address(name: str) -> str:
-    facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
-    return facts["ansible_default_ipv4"]["address"]
-
-
-def secret(name: str) -> str:
-    path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".secrets" / name
-    return path.read_text().strip()
 
 
 def test_the_platforms_are_the_ones_under_test():
