@@ -39,6 +39,13 @@ class Stats:
         self.acked_at: list[float] = []
         self.latencies: list[float] = []
         self.retried = 0
+        self.issued = 0
+
+    def next_number(self) -> int:
+        """Number requests across all workers, so every Nth one is a write."""
+        with self.lock:
+            self.issued += 1
+            return self.issued
 
     def record(
         self,
@@ -75,7 +82,6 @@ class Worker(threading.Thread):
         self.args, self.stats, self.tickets, self.done = args, stats, tickets, done
         self.url = urlsplit(args.url)
         self.conn = None
-        self.count = 0
 
     def connect(self):
         port = self.url.port or (443 if self.url.scheme == "https" else 80)
@@ -100,8 +106,8 @@ class Worker(threading.Thread):
                 self.stats.record(False, 0.0, {"error": f"loadgen bug: {exc!r}"}, None)
 
     def one_request(self):
-        self.count += 1
-        is_write = self.args.write_path and self.count % self.args.write_every == 0
+        number = self.stats.next_number()
+        is_write = self.args.write_path and number % self.args.write_every == 0
         write_id = str(uuid.uuid4()) if is_write else None
         headers = {"Host": self.args.host_header or self.url.hostname, "Connection": "keep-alive"}
         body = None
