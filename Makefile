@@ -14,7 +14,7 @@ PYTHON ?= python3
 # tier against it, the rolling upgrade under load and check mode). stack12
 # (a small Debian 12 deployment with Patroni 3.0) is out of it until its
 # pgBackRest TLS check passes (README.md, "Tests").
-SCENARIOS ?= site
+SCENARIOS ?= site stack12
 # One scenario per role, for working on that role (its own checks and
 # drills): `make test-roles`, or `make test-all` for everything.
 ROLE_SCENARIOS := common nginx app postgresql redis monitoring backup

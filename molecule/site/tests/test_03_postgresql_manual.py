@@ -1,6 +1,8 @@
 """Drill of the database tier before Patroni (postgresql_ha_manager: manual,
 as the cluster was built): a planned switchover with the role's own playbook
-under write load loses nothing. test_05_patroni then converts the cluster."""
+under write load loses nothing, and a converge of the tier afterwards changes
+nothing and leaves the new primary where it is. test_05_patroni then converts
+the cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 
 import pytest
 from drill import load, playbook, record
-from labhosts import host
+from labhosts import host, hosts_in
 from sitelab import CLIENT, SITE, postgresql_primary, psql, wait_until_healthy
 
 MANUAL = ["-e", "postgresql_ha_manager=manual"]
@@ -41,3 +43,13 @@ def test_manual_switchover_under_write_load_loses_nothing():
     )
     assert summary["failed"] == 0, summary["failures"][:5]
     assert lost == set()
+
+
+def test_converge_after_the_manual_switchover_changes_nothing():
+    primary = postgresql_primary()
+    run = playbook("playbooks/database.yml", *MANUAL)
+    assert run.changed_hosts() == {}, run.changed_tasks()
+    assert postgresql_primary() == primary
+    streaming = psql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    assert int(streaming) == len(hosts_in("postgresql")) - 1
+    record("converge after the manual switchover", seconds=round(run.seconds, 1), changed=0)

@@ -53,7 +53,9 @@ def test_the_first_backup_is_in_the_store_and_the_restore_drill_passes():
 
 
 def test_patroni_leads_and_the_replica_streams():
-    out = host("s3").check_output(f"curl -sk --max-time 5 https://{address('solo')}:8008/cluster")
+    # From the other member: the firewall opens Patroni's REST API to the
+    # PostgreSQL hosts, the HAProxy hosts and monitoring, not to the S3 host.
+    out = host("db12").check_output(f"curl -sk --max-time 5 https://{address('solo')}:8008/cluster")
     members = {m["name"]: m for m in json.loads(out)["members"]}
     assert set(members) == {"solo", "db12"}
     leader = next(n for n, m in members.items() if m["role"] in ("leader", "master", "primary"))
