@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from labhosts import host, hosts_in
+from labhosts import duration_seconds, host, hosts_in, role_variable
 from sitelab import CLIENT, address, app_releases, postgresql_primary, psql, secret, through_lb
 
 
@@ -130,3 +130,16 @@ def test_prometheus_sees_every_target_up():
     assert {"node", "nginx", "postgres", "pgbouncer", "redis", "app"} <= jobs
     # One node exporter per host of the lab.
     assert sum(1 for t in targets if t["labels"]["job"] == "node") == len(hosts_in("all"))
+
+
+def test_fail2ban_runs_with_the_roles_ban_time():
+    # Debian's package starts fail2ban (bantime 10m) before the role writes its jail file.
+    running = {
+        name: int(host(name).check_output("fail2ban-client get sshd bantime"))
+        for name in hosts_in("all")
+    }
+    wanted = {
+        name: duration_seconds(role_variable(name, "common", "common_fail2ban_bantime"))
+        for name in running
+    }
+    assert running == wanted
