@@ -9,7 +9,16 @@ import json
 import uuid
 
 from labhosts import duration_seconds, host, hosts_in, role_variable
-from sitelab import CLIENT, address, app_releases, postgresql_primary, psql, secret, through_lb
+from sitelab import (
+    CLIENT,
+    SITE,
+    address,
+    app_releases,
+    postgresql_primary,
+    psql,
+    secret,
+    through_lb,
+)
 
 
 def test_https_through_the_lb_reaches_a_healthy_app():
@@ -143,3 +152,13 @@ def test_fail2ban_runs_with_the_roles_ban_time():
         for name in running
     }
     assert running == wanted
+
+
+def test_tls_offers_the_configured_key_exchange_groups_only():
+    s_client = f"openssl s_client -connect {address('lb1')}:443 -servername {SITE} -tls1_3"
+    offered = {
+        group: host(CLIENT).run(f"echo | {s_client} -groups {group}").rc == 0
+        for group in ("X25519MLKEM768", "X25519", "secp521r1")
+    }
+    # lb1 runs Debian 13: the ML-KEM hybrid first, then Mozilla's list.
+    assert offered == {"X25519MLKEM768": True, "X25519": True, "secp521r1": False}
