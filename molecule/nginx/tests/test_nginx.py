@@ -221,8 +221,14 @@ def test_uploads_within_the_limit_pass():
 
 
 def test_gzip_and_immutable_static_assets():
-    big = headers(client(), f"{curl()} -H 'Accept-Encoding: gzip' https://{NAME}/big")
+    gzip = f"{curl()} -H 'Accept-Encoding: gzip'"
+    big = headers(client(), f"{gzip} https://{NAME}/_next/static/chunks/big-abc123.js")
     assert big["content-encoding"] == ["gzip"]
+    # The app's own answers are not compressed (BREACH), and the app is not asked to.
+    page = headers(client(), f"{gzip} https://{NAME}/big")
+    assert "content-encoding" not in page
+    seen = json.loads(client().check_output(f"{gzip} https://{NAME}/headers"))
+    assert "accept-encoding" not in {name.lower() for name in seen}
     static = headers(client(), f"{curl()} https://{NAME}/_next/static/chunks/main-abc123.js")
     assert static["cache-control"] == ["public, max-age=31536000, immutable"]
     assert static["x-frame-options"] == ["DENY"]
