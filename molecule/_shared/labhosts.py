@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from functools import cache
 from pathlib import Path
 
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 
@@ -58,6 +60,23 @@ def address(name: str) -> str:
     """The lab address of a host (fixed: a restarted container keeps it)."""
     facts = host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
     return facts["ansible_default_ipv4"]["address"]
+
+
+def role_variable(name: str, role: str, variable: str):
+    """What host ``name`` sets a role variable to: the inventory's value, else the role default."""
+    found = host(name).ansible.get_variables()
+    if variable in found:
+        return found[variable]
+    defaults = Path(__file__).resolve().parents[2] / "roles" / role / "defaults" / "main.yml"
+    return yaml.safe_load(defaults.read_text())[variable]
+
+
+def duration_seconds(value) -> int:
+    """A duration as fail2ban writes it (600, 10m, 1h, 1d12h) in seconds."""
+    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    parts = re.findall(r"(\d+)\s*([smhdw]?)", str(value))
+    assert parts, f"not a duration: {value!r}"
+    return sum(int(number) * units[unit] for number, unit in parts)
 
 
 def secret(name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -118,3 +120,42 @@ def test_write_atomic(tmp_path):
     snap.write_atomic(target, "a 1\n")
     assert target.read_text() == "a 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.prom"]
+
+
+def test_a_fetched_snapshot_is_private_to_the_servers_user(tmp_path):
+    data = tmp_path / "redis"
+    data.mkdir()
+    # The data directory belongs to the server's user (as root: another one).
+    ids = (4321, 4321) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(data, *ids)
+    owner = snap.snapshot_owner({"rdb_file": str(data / "dump.rdb")})
+    assert owner == ids
+    target = tmp_path / "dump.rdb"
+    with snap.private_file(str(target), owner) as out:
+        out.write(b"REDIS0011")
+    info = target.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert (info.st_uid, info.st_gid) == owner
+    assert target.read_bytes() == b"REDIS0011"
+    assert snap.snapshot_owner({"rdb_file": str(tmp_path / "missing" / "dump.rdb")}) is None
+
+
+def test_a_fetch_replaces_a_link_and_leaves_nothing_when_it_fails(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    target = tmp_path / "dump.rdb"
+    target.symlink_to(elsewhere)
+
+    def failed_fetch():
+        with snap.private_file(str(target), None) as out:
+            out.write(b"partial")
+            raise snap.SnapshotError("gpg failed")
+
+    with pytest.raises(snap.SnapshotError):
+        failed_fetch()
+    assert target.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.rdb", "elsewhere"]
+    with snap.private_file(str(target), None) as out:
+        out.write(b"REDIS0011")
+    assert not target.is_symlink()
+    assert elsewhere.read_text() == "untouched"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from labhosts import host, tcp_probe, wait_for
+from labhosts import duration_seconds, host, role_variable, tcp_probe, wait_for
 
 ALL = ["target", "peer", "outsider"]
 SSH_OPTS = (
@@ -109,6 +109,9 @@ def test_sudoers_dropin_is_valid():
 def test_fail2ban_sshd_jail_is_active(name):
     status = host(name).check_output("fail2ban-client status sshd")
     assert "Journal matches" in status or "Currently failed" in status
+    # The running jail has the role's settings, not Debian's defaults (bantime 10m).
+    wanted = duration_seconds(role_variable(name, "common", "common_fail2ban_bantime"))
+    assert int(host(name).check_output("fail2ban-client get sshd bantime")) == wanted
 
 
 def test_fail2ban_bans_a_brute_force_source():

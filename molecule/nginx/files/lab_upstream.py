@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Lab stand-in for an app server: answers every request with its host name.
 
-GET /headers returns the request headers as JSON, GET /big returns 20 KiB of
-text (for gzip), POST returns the number of body bytes it read. It sets the
-headers a real app might send, so the tests can see the load balancer replace
-them. HTTP/1.1 with keep-alive, like Next.js.
+GET /headers returns the request headers as JSON, GET /big (and any path
+whose last part starts with "big") returns 20 KiB of text (for gzip), POST
+returns the number of body bytes it read. It sets the headers a real app
+might send, so the tests can see the load balancer replace them. HTTP/1.1
+with keep-alive, like Next.js.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/headers"):
             self.reply(json.dumps(dict(self.headers.items())), "application/json")
-        elif self.path.startswith("/big"):
+        elif self.path.rsplit("/", 1)[-1].startswith("big"):
             self.reply((NAME + " lorem ipsum dolor sit amet\n") * 700)
         else:
             self.reply(NAME + "\n")

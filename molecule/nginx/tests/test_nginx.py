@@ -32,6 +32,8 @@ CONFIG_FILES = [
     "/etc/nginx/webstack/status.conf",
     "/etc/nginx/webstack/site.conf",
 ]
+# Key exchange groups the TLS test offers one at a time.
+GROUPS = ["X25519", "secp384r1", "secp521r1", "X25519MLKEM768"]
 SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parents[1]))
 
 
@@ -132,6 +134,15 @@ def test_tls_versions_ciphers_and_http2(lb):
     cbc_suites = "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"
     cbc = client().run(f"echo | {s_client} -tls1_2 -cipher {cbc_suites}")
     assert cbc.rc != 0, "CBC suites are not in the intermediate profile"
+    # Key exchange groups: Mozilla's list, after the ML-KEM hybrid on Debian 13.
+    groups = {g: client().run(f"echo | {s_client} -tls1_3 -groups {g}").rc == 0 for g in GROUPS}
+    debian13 = 'VERSION_ID="13"' in host(lb).file("/etc/os-release").content_string
+    assert groups == {
+        "X25519": True,
+        "secp384r1": True,
+        "secp521r1": False,
+        "X25519MLKEM768": debian13,
+    }
     version = client().check_output(
         f"{curl(lb)} -o /dev/null -w '%{{http_version}}' https://{NAME}/"
     )
@@ -210,8 +221,14 @@ def test_uploads_within_the_limit_pass():
 
 
 def test_gzip_and_immutable_static_assets():
-    big = headers(client(), f"{curl()} -H 'Accept-Encoding: gzip' https://{NAME}/big")
+    gzip = f"{curl()} -H 'Accept-Encoding: gzip'"
+    big = headers(client(), f"{gzip} https://{NAME}/_next/static/chunks/big-abc123.js")
     assert big["content-encoding"] == ["gzip"]
+    # The app's own answers are not compressed (BREACH), and the app is not asked to.
+    page = headers(client(), f"{gzip} https://{NAME}/big")
+    assert "content-encoding" not in page
+    seen = json.loads(client().check_output(f"{gzip} https://{NAME}/headers"))
+    assert "accept-encoding" not in {name.lower() for name in seen}
     static = headers(client(), f"{curl()} https://{NAME}/_next/static/chunks/main-abc123.js")
     assert static["cache-control"] == ["public, max-age=31536000, immutable"]
     assert static["x-frame-options"] == ["DENY"]

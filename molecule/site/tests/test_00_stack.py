@@ -8,8 +8,17 @@ from __future__ import annotations
 import json
 import uuid
 
-from labhosts import host, hosts_in
-from sitelab import CLIENT, address, app_releases, postgresql_primary, psql, secret, through_lb
+from labhosts import duration_seconds, host, hosts_in, role_variable
+from sitelab import (
+    CLIENT,
+    SITE,
+    address,
+    app_releases,
+    postgresql_primary,
+    psql,
+    secret,
+    through_lb,
+)
 
 
 def test_https_through_the_lb_reaches_a_healthy_app():
@@ -130,3 +139,26 @@ def test_prometheus_sees_every_target_up():
     assert {"node", "nginx", "postgres", "pgbouncer", "redis", "app"} <= jobs
     # One node exporter per host of the lab.
     assert sum(1 for t in targets if t["labels"]["job"] == "node") == len(hosts_in("all"))
+
+
+def test_fail2ban_runs_with_the_roles_ban_time():
+    # Debian's package starts fail2ban (bantime 10m) before the role writes its jail file.
+    running = {
+        name: int(host(name).check_output("fail2ban-client get sshd bantime"))
+        for name in hosts_in("all")
+    }
+    wanted = {
+        name: duration_seconds(role_variable(name, "common", "common_fail2ban_bantime"))
+        for name in running
+    }
+    assert running == wanted
+
+
+def test_tls_offers_the_configured_key_exchange_groups_only():
+    s_client = f"openssl s_client -connect {address('lb1')}:443 -servername {SITE} -tls1_3"
+    offered = {
+        group: host(CLIENT).run(f"echo | {s_client} -groups {group}").rc == 0
+        for group in ("X25519MLKEM768", "X25519", "secp521r1")
+    }
+    # lb1 runs Debian 13: the ML-KEM hybrid first, then Mozilla's list.
+    assert offered == {"X25519MLKEM768": True, "X25519": True, "secp521r1": False}

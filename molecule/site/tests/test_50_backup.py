@@ -161,6 +161,8 @@ def test_redis_snapshot_is_uploaded_encrypted_and_restorable():
         "--save '' --appendonly no --daemonize yes"
     )
     try:
+        # The decrypted dataset is readable by its server's user only (not 0644 root).
+        assert h.check_output("stat -c '%a %U' /var/tmp/rdb-check/dump.rdb") == "600 redis"
         wait_for(lambda: h.run("redis-cli -p 6390 PING").stdout.strip() == "PONG", timeout=20)
         # The page view counter the app keeps in Redis is in the snapshot.
         assert h.check_output("redis-cli -p 6390 EXISTS webstack:pageviews") == "1"

@@ -173,6 +173,39 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def private_file(dest: str, owner: tuple[int, int] | None):
+    """A new file for a decrypted snapshot: mode 0600, owned by ``owner``
+    (uid, gid) when given, in place at ``dest`` only once the block succeeded.
+
+    The umask would make a plain open() 0644: the dataset readable to every
+    local user. A temporary file beside ``dest`` replaces it at the end, so
+    neither an existing file nor a symbolic link at ``dest`` is written through.
+    """
+    path = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        if owner is not None:
+            with contextlib.suppress(PermissionError):  # not root: stays the caller's
+                os.fchown(fd, *owner)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def snapshot_owner(config: dict) -> tuple[int, int] | None:
+    """(uid, gid) of the server's data directory (redis or valkey), None when it is missing."""
+    try:
+        info = os.stat(Path(config["rdb_file"]).parent)
+    except OSError:
+        return None
+    return info.st_uid, info.st_gid
+
+
 # ------------------------------------------------------------- system access
 class Redis:
     """redis-cli with the backup user's password in the environment, never on the command line."""
@@ -384,14 +417,18 @@ def command_fetch(config: dict, key: str, dest: str) -> int:
         if latest is None:
             raise SnapshotError("the bucket holds no snapshot")
         key = latest["Key"]
-    with open(dest, "wb") as out, gpg(config, "decrypt", subprocess.PIPE, out) as process:
+    with (
+        private_file(dest, snapshot_owner(config)) as out,
+        gpg(config, "decrypt", subprocess.PIPE, out) as process,
+    ):
         try:
             client.download_fileobj(config["s3"]["bucket"], key, process.stdin)
         finally:
             process.stdin.close()
         error = process.stderr.read().decode(errors="replace")
-    if process.returncode != 0:
-        raise SnapshotError(f"gpg could not decrypt {key}: {error.strip()[:300]}")
+        process.wait()
+        if process.returncode != 0:
+            raise SnapshotError(f"gpg could not decrypt {key}: {error.strip()[:300]}")
     log(f"{key} -> {dest}")
     return 0
 
