@@ -4,7 +4,10 @@ and stays dead. Patroni promotes the replica within 30 s, the writes resume
 by themselves (the app, PgBouncer and its HAProxy need no change), and no
 acknowledged write is lost (synchronous replication). The host then comes
 back and rejoins as a replica, and a converge of the tier changes nothing.
-Then one etcd member dies: the app notices nothing."""
+Then one etcd member dies: the app notices nothing. Then the restarts of
+the rolling upgrade after new etcd and Patroni packages (every etcd member
+one at a time, Patroni on the replica) under load: nothing fails, and the
+same restart on the leader is refused."""
 
 from __future__ import annotations
 
@@ -132,4 +135,51 @@ def test_one_etcd_member_dies_and_the_app_notices_nothing():
         write_gap_max_s=summary["write_gap_max_s"],
     )
     assert summary["failed"] == 0, summary["failures"][:5]
+    assert postgresql_primary() == primary
+
+
+def main_pids(command: str) -> dict[str, str]:
+    return {name: host(name).check_output(command) for name in hosts_in("etcd")}
+
+
+def test_members_restart_one_at_a_time_under_load_and_the_leader_refuses():
+    primary = postgresql_primary()
+    replica = next(h for h in hosts_in("postgresql") if h != primary)
+    client = hosts_in("app")[0]
+    etcd_before = main_pids("systemctl show --property=MainPID --value etcd.service")
+    patroni_pid = "pgrep --oldest --full '^/usr/bin/python3 /usr/bin/patroni'"
+    patroni_before = host(replica).check_output(patroni_pid)
+    started = time.monotonic()
+    with load(host(client), SITE, rate=10, max_seconds=400) as summary:
+        time.sleep(3)
+        run = playbook("molecule/site/restart_members.yml", "-e", f"restart_patroni_on={replica}")
+        time.sleep(3)
+    record(
+        "etcd members and Patroni restarted",
+        seconds=round(time.monotonic() - started, 1),
+        playbook_s=round(run.seconds, 1),
+        requests=summary["completed"],
+        failed=summary["failed"],
+        write_gap_max_s=summary["write_gap_max_s"],
+    )
+    assert summary["failed"] == 0, summary["failures"][:5]
+    etcd_after = main_pids("systemctl show --property=MainPID --value etcd.service")
+    assert all(etcd_after[n] not in ("0", etcd_before[n]) for n in etcd_before), (
+        etcd_before,
+        etcd_after,
+    )
+    assert host(replica).check_output(patroni_pid) != patroni_before
+    assert postgresql_primary() == primary
+    wait_for(lambda: patroni(replica, "/replica") == 200, 60, what=f"{replica} streams again")
+
+    refused = playbook(
+        "molecule/site/restart_members.yml",
+        "-e",
+        f"restart_patroni_on={primary}",
+        "-e",
+        "restart_etcd=false",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "leads the cluster" in refused.output
     assert postgresql_primary() == primary
