@@ -6,7 +6,7 @@ import json
 from shlex import quote
 
 from drill import wait_for
-from labhosts import address, host, hosts_in, secret  # noqa: F401 (secret: re-exported for the tests)
+from labhosts import address, host, hosts_in, secret
 
 CLIENT = "mon1"  # in group monitoring: allowlisted from the rate limit, like the load
 SITE = "lb1"  # a name of the site (nginx_server_names of inventories/lab)
@@ -89,3 +89,22 @@ def wait_until_healthy(timeout: float = 120, what: str = "the lab healthy") -> N
         interval=2,
         what=f"{what}: {expected} streaming replica(s)",
     )
+
+
+def prometheus(path: str) -> dict:
+    """GET on the API of the lab's Prometheus (mon1, basic auth), from mon1; the JSON answer."""
+    answer = host("mon1").ansible(
+        "ansible.builtin.uri",
+        json.dumps(
+            {
+                "url": f"http://{address('mon1')}:9090{path}",
+                "url_username": "prometheus",
+                "url_password": secret("prometheus_web_password"),
+                "force_basic_auth": True,
+                "return_content": True,
+            }
+        ),
+        check=False,
+    )
+    assert answer.get("status") == 200, {k: v for k, v in answer.items() if k != "invocation"}
+    return answer["json"]

@@ -17,6 +17,7 @@ from sitelab import (
     address,
     app_releases,
     postgresql_primary,
+    prometheus,
     psql,
     secret,
     through_lb,
@@ -117,20 +118,7 @@ def test_the_valkey_flavor_serves_with_its_sentinel():
 
 
 def test_prometheus_sees_every_target_up():
-    answer = host("mon1").ansible(
-        "ansible.builtin.uri",
-        json.dumps(
-            {
-                "url": f"http://{address('mon1')}:9090/api/v1/targets?state=active",
-                "url_username": "prometheus",
-                "url_password": secret("prometheus_web_password"),
-                "force_basic_auth": True,
-                "return_content": True,
-            }
-        ),
-        check=False,
-    )
-    targets = answer["json"]["data"]["activeTargets"]
+    targets = prometheus("/api/v1/targets?state=active")["data"]["activeTargets"]
     down = [
         (t["labels"].get("job"), t["labels"].get("instance"), t.get("lastError"))
         for t in targets

@@ -13,9 +13,17 @@ import json
 import time
 
 import pytest
-from drill import load, playbook, record
+from drill import load, playbook, record, wait_for
 from labhosts import host, hosts_in
-from sitelab import CLIENT, SITE, address, postgresql_primary, psql, wait_until_healthy
+from sitelab import (
+    CLIENT,
+    SITE,
+    address,
+    postgresql_primary,
+    prometheus,
+    psql,
+    wait_until_healthy,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,3 +76,35 @@ def test_a_converge_after_the_move_changes_nothing():
     run = playbook("playbooks/database.yml")
     assert run.changed_hosts() == {}, run.changed_tasks()
     wait_until_healthy(what="after the move to Patroni")
+
+
+def test_prometheus_scrapes_patroni_and_etcd_after_the_move():
+    # The move's last play turns the jobs on; every member answers, and the
+    # series the Patroni and etcd alerts read exist.
+    def targets() -> dict:
+        active = prometheus("/api/v1/targets?state=active")["data"]["activeTargets"]
+        return {
+            (t["labels"]["job"], t["labels"]["instance"]): t["health"]
+            for t in active
+            if t["labels"]["job"] in ("patroni", "etcd")
+        }
+
+    wanted = {("patroni", n): "up" for n in hosts_in("postgresql")} | {
+        ("etcd", n): "up" for n in hosts_in("etcd")
+    }
+    wait_for(lambda: targets() == wanted, 90, what="Patroni and etcd scraped")
+    for metric, count in {
+        "patroni_cluster_unlocked": len(hosts_in("postgresql")),
+        "patroni_postgres_running": len(hosts_in("postgresql")),
+        "patroni_pending_restart": len(hosts_in("postgresql")),
+        "etcd_server_has_leader": len(hosts_in("etcd")),
+        "etcd_mvcc_db_total_size_in_bytes": len(hosts_in("etcd")),
+        "etcd_server_quota_backend_bytes": len(hosts_in("etcd")),
+    }.items():
+        result = prometheus(f"/api/v1/query?query={metric}")["data"]["result"]
+        assert len(result) == count, (metric, result)
+    # One leader: no member says the cluster is unlocked, every etcd member has a leader.
+    unlocked = prometheus("/api/v1/query?query=max(patroni_cluster_unlocked)")["data"]["result"]
+    assert unlocked[0]["value"][1] == "0"
+    leaderless = prometheus("/api/v1/query?query=min(etcd_server_has_leader)")["data"]["result"]
+    assert leaderless[0]["value"][1] == "1"
