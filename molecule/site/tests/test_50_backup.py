@@ -56,6 +56,20 @@ def test_the_converge_left_a_full_backup():
     assert any(b["type"] == "full" and not b.get("error") for b in backups), backups
 
 
+def runs_on_patronis_configuration(primary: str) -> None:
+    """The restored primary runs on Patroni's configuration, so what Patroni
+    writes reaches it: the replica becomes the synchronous standby again (the
+    lab runs synchronous mode)."""
+    # Patroni's postgresql.conf (which includes the role's postgresql.base.conf).
+    config = psql(primary, "SHOW config_file", "postgres")
+    assert config == "/etc/postgresql/17/main/postgresql.conf", config
+    wait_for(
+        lambda: psql(primary, "SELECT sync_state FROM pg_stat_replication", "postgres") == "sync",
+        60,
+        what=f"a synchronous standby of the restored primary {primary}",
+    )
+
+
 def test_restore_latest_after_the_primary_lost_its_data():
     primary = postgresql_primary()
     marker = f"restore-drill-{uuid.uuid4().hex[:8]}"
@@ -70,6 +84,7 @@ def test_restore_latest_after_the_primary_lost_its_data():
     assert psql(new_primary, CHECKSUM) == written
     assert psql(new_primary, f"SELECT payload FROM webstack_writes WHERE id = '{marker}'") == "kept"
     wait_until_healthy(timeout=180, what="after the restore")
+    runs_on_patronis_configuration(new_primary)
     for member in hosts_in("postgresql"):
         assert psql(member, CHECKSUM) == written
     timeline = psql(new_primary, "SELECT timeline_id FROM pg_control_checkpoint()", "postgres")
@@ -112,6 +127,7 @@ def test_point_in_time_restore_onto_another_member():
     ids = psql(other, f"SELECT id FROM webstack_writes WHERE id LIKE 'pitr-{run_id}-%' ORDER BY id")
     assert ids.split() == [f"pitr-{run_id}-1"]
     wait_until_healthy(timeout=180, what="after the point-in-time restore")
+    runs_on_patronis_configuration(other)
     record("point-in-time restore onto the other member", seconds=round(seconds, 1))
 
 
