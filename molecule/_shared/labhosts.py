@@ -6,6 +6,7 @@ so each test asks for hosts by inventory name.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -130,3 +131,21 @@ def files_containing(h, secrets: list[str], paths: str, extra: str = "") -> list
 def journal_contains(h, secret: str) -> bool:
     """Whether the journal of host ``h`` holds ``secret`` (searched on the control node)."""
     return secret in h.check_output("journalctl --no-pager -o cat")
+
+
+def promtool_rule_tests(name: str, workdir: Path):
+    """Run the prometheus role's promtool rule tests on the lab host `name`
+    (the control node has no promtool), with the rules rendered from the
+    role's defaults by the unit tests' renderer. Returns the command result."""
+    unit = Path(__file__).resolve().parents[2] / "tests" / "unit" / "test_prometheus_rules.py"
+    spec = importlib.util.spec_from_file_location("prometheus_rule_tests", unit)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.render_rules(workdir)
+    target = host(name)
+    target.run("rm -rf /tmp/rule-tests && mkdir -p /tmp/rule-tests")
+    for path in sorted(workdir.iterdir()):
+        target.ansible(
+            "copy", f"src={path} dest=/tmp/rule-tests/{path.name}", check=False, become=True
+        )
+    return target.run("cd /tmp/rule-tests && promtool test rules *.test.yml")

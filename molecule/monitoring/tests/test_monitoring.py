@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labhosts import host, hosts_in, tcp_probe, wait_for
-from test_prometheus_rules import render_rules
+from labhosts import host, hosts_in, promtool_rule_tests, tcp_probe, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -238,14 +237,7 @@ def test_secrets_stay_off_disk_in_clear_and_private():
 
 def test_rule_unit_tests_pass(tmp_path):
     """promtool test rules, with the rules rendered from the role's production defaults."""
-    render_rules(tmp_path)
-    mon = host(MON)
-    mon.run("rm -rf /tmp/rule-tests && mkdir -p /tmp/rule-tests")
-    for path in tmp_path.iterdir():
-        mon.ansible(
-            "copy", f"src={path} dest=/tmp/rule-tests/{path.name}", check=False, become=True
-        )
-    result = mon.run("cd /tmp/rule-tests && promtool test rules *.test.yml")
+    result = promtool_rule_tests(MON, tmp_path)
     assert result.rc == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 

@@ -5,12 +5,10 @@ backup are in place. The drills (test_10_* and later) start from here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
-from pathlib import Path
 
-from labhosts import duration_seconds, host, hosts_in, role_variable
+from labhosts import duration_seconds, host, hosts_in, promtool_rule_tests, role_variable
 from sitelab import (
     CLIENT,
     SITE,
@@ -132,20 +130,9 @@ def test_prometheus_sees_every_target_up():
 
 
 def test_the_alert_rules_pass_their_promtool_unit_tests(tmp_path):
-    """promtool test rules on the Prometheus host (the control node has no
-    promtool), with the rules rendered from the role's defaults."""
-    unit = Path(__file__).resolve().parents[3] / "tests" / "unit" / "test_prometheus_rules.py"
-    spec = importlib.util.spec_from_file_location("prometheus_rule_tests", unit)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.render_rules(tmp_path)
-    mon = host("mon1")
-    mon.run("rm -rf /tmp/rule-tests && mkdir -p /tmp/rule-tests")
-    for path in sorted(tmp_path.iterdir()):
-        mon.ansible(
-            "copy", f"src={path} dest=/tmp/rule-tests/{path.name}", check=False, become=True
-        )
-    result = mon.run("cd /tmp/rule-tests && promtool test rules *.test.yml")
+    """promtool test rules on the Prometheus host, with the rules rendered
+    from the role's defaults."""
+    result = promtool_rule_tests("mon1", tmp_path)
     assert result.rc == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 
