@@ -44,6 +44,8 @@ export function checkRedis() {
 export function identity() {
   return {
     app: process.env.APP_NAME || "webstack-example",
+    // Set by the inventory (webstack_app_env), not by the stack's wiring.
+    environment: process.env.APP_ENVIRONMENT || null,
     release: process.env.RELEASE_ID || "unknown",
     host: os.hostname(),
     pid: process.pid,

@@ -34,6 +34,25 @@ def test_https_through_the_lb_reaches_a_healthy_app():
     assert health["checks"]["redis"]["ok"] is True
 
 
+def test_a_variable_of_the_inventory_reaches_every_worker_next_to_the_wiring():
+    """inventories/lab sets webstack_app_env: {APP_ENVIRONMENT: lab}; the wired
+    DATABASE_URL and REDIS_* stay (the checks of the same answers pass)."""
+    seen = set()
+    for name in hosts_in("app"):
+        for _ in range(6):
+            health = json.loads(
+                host(CLIENT).check_output(
+                    f"curl -s --max-time 10 http://{address(name)}:3000/api/health"
+                )
+            )
+            assert health["environment"] == "lab", health
+            assert health["checks"]["postgresql"]["ok"] is True, health
+            assert health["checks"]["redis"]["ok"] is True, health
+            seen.add((name, health["pid"]))
+    # more than one worker per host answered (cluster mode)
+    assert len(seen) > len(hosts_in("app")), seen
+
+
 def test_the_apps_metrics_are_not_public_but_prometheus_reads_them():
     status, _ = through_lb("/api/metrics")
     assert status == 404
