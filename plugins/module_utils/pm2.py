@@ -12,6 +12,8 @@ import json
 STATES = ("started", "stopped", "restarted", "reloaded", "absent")
 # PM2 process states that count as running (or on their way to it).
 RUNNING = ("online", "launching")
+# Statuses of processes that exited and that PM2 keeps restarting (or gave up on).
+CRASHING = ("waiting restart", "errored")
 
 
 class Pm2Error(ValueError):
@@ -75,13 +77,21 @@ def summarize(procs: list[dict], name: str) -> dict:
     }
 
 
-def plan(state: str, summary: dict, instances: int | None = None) -> list[str]:
+def plan(
+    state: str, summary: dict, instances: int | None = None, ecosystem: bool = False
+) -> list[str]:
     """Actions (in order) that bring the app from ``summary`` to ``state``.
 
     ``started`` is idempotent: it starts a missing app, restarts one whose
     processes are not all running, and scales to ``instances`` when given.
     ``reloaded`` and ``restarted`` always act (like systemd's), starting the
     app when it does not exist yet.
+
+    An app none of whose processes runs because they crash-loop (``waiting
+    restart``, ``errored``) is deleted and started again from its ecosystem
+    file when there is one (``ecosystem``): PM2 refuses to restart or reload
+    it ("Process with pid ... already exists"), which is what a rollback
+    away from a release that crashes at start needs to do.
     """
     if state not in STATES:
         raise Pm2Error(f"unknown state {state!r}")
@@ -95,12 +105,15 @@ def plan(state: str, summary: dict, instances: int | None = None) -> list[str]:
         return ["stop"] if running else []
     if not exists:
         return ["start"]
-    actions: list[str] = []
+    running = sum(summary["statuses"].get(s, 0) for s in RUNNING)
+    crashing = sum(summary["statuses"].get(s, 0) for s in CRASHING)
+    if ecosystem and crashing and not running:
+        return ["delete", "start"]
     # A known app with processes that are not running (stopped, errored, or
     # "waiting restart" in a crash loop) is restarted: `pm2 start` refuses an
     # app whose crashed process is still registered ("Process ... already
     # exists"). Processes on their way up (launching) count as running.
-    running = sum(summary["statuses"].get(s, 0) for s in RUNNING)
+    actions: list[str] = []
     if state == "started" and running < summary["instances"]:
         actions.append("restart")
     elif state == "reloaded":

@@ -254,7 +254,7 @@ def main():
 
     before = runner.summary(name)
     try:
-        actions = pm2.plan(state, before, instances)
+        actions = pm2.plan(state, before, instances, ecosystem=bool(ecosystem))
     except pm2.Pm2Error as exc:
         module.fail_json(msg=str(exc), before=before)
     if any(a == "start" for a in actions) and not before["exists"] and not ecosystem:

@@ -112,6 +112,13 @@ RUNNING = [proc("web", 0), proc("web", 1)]
         ("started", [proc("web", 0, status="errored")], 2, ["restart", "scale"]),
         # a crash loop: `pm2 start` would refuse the registered process
         ("started", [proc("web", 0, status="waiting restart")], None, ["restart"]),
+        # every process crash-loops and the ecosystem file is known: PM2 refuses
+        # restart and reload of such an app, so it is deleted and started again
+        ("started", [proc("web", 0, status="waiting restart")], "eco", ["delete", "start"]),
+        ("restarted", [proc("web", 0, status="waiting restart")] * 2, "eco", ["delete", "start"]),
+        ("reloaded", [proc("web", 0, status="errored")], "eco", ["delete", "start"]),
+        # ... but not while one process still serves
+        ("restarted", [proc("web", 0), proc("web", 1, status="errored")], "eco", ["restart"]),
         # on its way up: nothing to do
         ("started", [proc("web", 0), proc("web", 1, status="launching")], None, []),
         ("reloaded", RUNNING, None, ["reload"]),
@@ -127,7 +134,10 @@ RUNNING = [proc("web", 0), proc("web", 1)]
     ],
 )
 def test_plan(state, procs, instances, expected):
-    assert pm2.plan(state, summary(procs), instances) == expected
+    if instances == "eco":
+        assert pm2.plan(state, summary(procs), None, ecosystem=True) == expected
+    else:
+        assert pm2.plan(state, summary(procs), instances) == expected
 
 
 def test_plan_cannot_stop_an_unknown_app():
