@@ -10,7 +10,10 @@ until the daemon reports its end, and never lost output here. So this plugin
 sends every command through that path, with an empty input. Should the
 temporary-directory command still come back empty, it is run once more with
 ``mkdir -p`` (the directory may exist from the run whose output was lost),
-with a warning. Everything else is exactly the docker_api connection.
+with a warning. The ``id -u && id -g`` of a file transfer lost its output
+the same way with two scenarios converging side by side (both cores busy):
+it is read-only and is run again the same way. Everything else is exactly
+the docker_api connection.
 
 Lab tooling only: inventories/lab and the molecule scenarios use it; real
 hosts are reached over SSH.
@@ -35,6 +38,7 @@ display = Display()
 # The command of ActionBase._make_tmp_path:
 #   ( umask 77 && mkdir -p "..." && mkdir "<dir>" && echo <name>="..." )
 _TMP_COMMAND = re.compile(r'mkdir "` echo (?P<dir>[^`]*ansible-tmp-[^`]*) `" && echo ansible-tmp-')
+_ID_COMMAND = "id -u && id -g"
 RETRIES = 3
 
 
@@ -49,6 +53,8 @@ class Connection(docker_api.Connection):
             cmd, in_data=in_data if had_input else b"", sudoable=sudoable
         )
         text = to_text(cmd, errors="surrogate_or_strict")
+        if not had_input and text == _ID_COMMAND:
+            return self._again_when_silent(cmd, (rc, stdout, stderr), sudoable=sudoable)
         if had_input or not _TMP_COMMAND.search(text):
             return rc, stdout, stderr
         retry = _TMP_COMMAND.sub(
@@ -62,4 +68,18 @@ class Connection(docker_api.Connection):
                 f"{self.get_option('remote_addr')}; running it again ({attempt}/{RETRIES})"
             )
             rc, stdout, stderr = super().exec_command(retry, in_data=b"", sudoable=sudoable)
+        return rc, stdout, stderr
+
+    def _again_when_silent(self, cmd, result, *, sudoable):
+        """Run a read-only command again while it answers nothing at all."""
+        rc, stdout, stderr = result
+        text = to_text(cmd, errors="surrogate_or_strict")
+        for attempt in range(1, RETRIES + 1):
+            if rc != 0 or stdout.strip():
+                break
+            display.warning(
+                f"lab_docker: no output from '{text}' on "
+                f"{self.get_option('remote_addr')}; running it again ({attempt}/{RETRIES})"
+            )
+            rc, stdout, stderr = super().exec_command(cmd, in_data=b"", sudoable=sudoable)
         return rc, stdout, stderr
