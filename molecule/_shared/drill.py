@@ -20,6 +20,7 @@ request limits.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -159,10 +160,38 @@ def extra_vars(values: dict) -> list[str]:
 
 def record(drill: str, **figures) -> None:
     """Keep what a drill measured (shown in the summary at the end of the run)."""
-    records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
     scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "")
-    records.append({"scenario": scenario, "drill": drill, **figures})
-    RECORDS.write_text(json.dumps(records, indent=2) + "\n")
+    # Scenarios that run side by side (tools/run_scenarios.py a+b) share the file.
+    with RECORDS.with_name(RECORDS.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
+        records.append({"scenario": scenario, "drill": drill, **figures})
+        RECORDS.write_text(json.dumps(records, indent=2) + "\n")
+
+
+def quiet_machine(timeout: float | None = None) -> float:
+    """Wait until the scenarios running beside this one have finished.
+
+    tools/run_scenarios.py sets STACKOPS_QUIET_AFTER to a file it writes when
+    they are done. Drills call this before they load a lab or kill a host, so
+    that what they measure is not another scenario's converge on the same
+    cores. Returns the seconds waited; without the variable it returns at once.
+    """
+    marker = os.environ.get("STACKOPS_QUIET_AFTER")
+    if not marker:
+        return 0.0
+    if timeout is None:
+        timeout = float(os.environ.get("STACKOPS_QUIET_TIMEOUT", "2400"))
+    started = time.monotonic()
+    while not Path(marker).exists():
+        if time.monotonic() - started > timeout:
+            print(f"drill: {marker} still missing after {timeout:.0f} s, going on", flush=True)
+            break
+        time.sleep(5)
+    waited = time.monotonic() - started
+    if waited > 1:
+        print(f"drill: waited {waited:.0f} s for the scenarios beside this one", flush=True)
+    return waited
 
 
 def summary_lines(path: Path | None = None, scenario: str | None = None) -> list[str]:
@@ -211,6 +240,7 @@ def container(name: str) -> str:
 
 def kill_host(name: str) -> None:
     """docker kill: no clean shutdown, the address stops answering (a dead machine)."""
+    quiet_machine()
     docker("kill", container(name))
 
 
@@ -253,6 +283,7 @@ def load(client, url_host: str, *, rate: float, max_seconds: int, writes: bool =
     a dict that holds the load generator's summary after the block (failed,
     completed, acked_writes, latencies ...).
     """
+    quiet_machine()
     name = "webstack-drill-load"
     out = f"/var/tmp/{name}.json"  # noqa: S108 - a path on the lab host, not here
     stop = f"/var/tmp/{name}.stop"  # noqa: S108

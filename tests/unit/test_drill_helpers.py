@@ -50,3 +50,40 @@ def test_the_recap_and_the_changed_tasks():
     assert run.recap()["db2"] == {"ok": 10, "changed": 2, "unreachable": 0, "failed": 1}
     assert run.changed_hosts() == {"db2": 2}
     assert drill.failures("PLAY RECAP\n") == []
+
+
+def test_quiet_machine_returns_at_once_without_scenarios_beside(monkeypatch):
+    monkeypatch.delenv("STACKOPS_QUIET_AFTER", raising=False)
+    assert drill.quiet_machine() == 0.0
+
+
+def test_quiet_machine_waits_for_the_marker_and_gives_up_after_its_timeout(monkeypatch, tmp_path):
+    marker = tmp_path / "quiet-site"
+    monkeypatch.setenv("STACKOPS_QUIET_AFTER", str(marker))
+    slept = []
+    monkeypatch.setattr(drill.time, "sleep", lambda s: (slept.append(s), marker.touch()))
+    drill.quiet_machine(timeout=60)
+    assert slept, "it must wait while the marker is missing"
+    # Present: no wait at all.
+    slept.clear()
+    drill.quiet_machine(timeout=60)
+    assert not slept
+    # Never written: it goes on after the timeout instead of hanging the run.
+    marker.unlink()
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(drill.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(drill.time, "sleep", lambda s: None)
+    assert drill.quiet_machine(timeout=30) >= 30
+
+
+def test_records_of_scenarios_side_by_side_are_all_kept(monkeypatch, tmp_path):
+    records = tmp_path / "drills.json"
+    monkeypatch.setattr(drill, "RECORDS", records)
+    monkeypatch.setenv("MOLECULE_SCENARIO_NAME", "site")
+    drill.record("one", seconds=1)
+    monkeypatch.setenv("MOLECULE_SCENARIO_NAME", "stack12")
+    drill.record("two", seconds=2)
+    assert [line.split()[:2] for line in drill.summary_lines(records, scenario="")] == [
+        ["site", "one"],
+        ["stack12", "two"],
+    ]
