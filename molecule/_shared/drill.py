@@ -123,8 +123,17 @@ def ansible_env() -> dict[str, str]:
     )
 
 
-def playbook(path: str | Path, *args: str, check: bool = True, timeout: int = 1800) -> Run:
-    """ansible-playbook against the scenario's inventory; path relative to the project."""
+def playbook(
+    path: str | Path,
+    *args: str,
+    check: bool = True,
+    timeout: int = 1800,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """ansible-playbook against the scenario's inventory; path relative to the project.
+
+    ``env`` adds to (or overrides) the environment, e.g. another strategy.
+    """
     target = Path(path)
     if not target.is_absolute():
         target = PROJECT / target
@@ -137,7 +146,7 @@ def playbook(path: str | Path, *args: str, check: bool = True, timeout: int = 18
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=ansible_env(),
+        env={**ansible_env(), **(env or {})},
         check=False,
         timeout=timeout,
         cwd=PROJECT,
