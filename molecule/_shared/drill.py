@@ -192,11 +192,10 @@ def quiet_machine(timeout: float | None = None) -> float:
     if timeout is None:
         timeout = float(os.environ.get("STACKOPS_QUIET_TIMEOUT", "2400"))
     started = time.monotonic()
-    while not Path(marker).exists():
-        if time.monotonic() - started > timeout:
-            print(f"drill: {marker} still missing after {timeout:.0f} s, going on", flush=True)
-            break
-        time.sleep(5)
+    try:
+        wait_for(Path(marker).exists, timeout=timeout, interval=5, what=marker)
+    except AssertionError:
+        print(f"drill: {marker} still missing after {timeout:.0f} s, going on", flush=True)
     waited = time.monotonic() - started
     if waited > 1:
         print(f"drill: waited {waited:.0f} s for the scenarios beside this one", flush=True)

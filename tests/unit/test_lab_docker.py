@@ -48,3 +48,21 @@ def test_other_commands_run_once_even_without_output(connection):
     answers += [(0, b"", b"")]
     assert conn.exec_command(b"/bin/sh -c 'rm -f -r /tmp/x'") == (0, b"", b"")
     assert len(sent) == 1
+
+
+def test_the_temporary_directory_command_is_repeated_with_mkdir_p(connection):
+    conn, answers, sent = connection
+    cmd = (
+        '/bin/sh -c \'( umask 77 && mkdir -p "` echo ~/.ansible/tmp `" && '
+        'mkdir "` echo ~/.ansible/tmp/ansible-tmp-1-2 `" && echo ansible-tmp-1-2="'
+        "` echo ~/.ansible/tmp/ansible-tmp-1-2 `\" ) && sleep 0'"
+    )
+    answers += [(0, b"", b""), (0, b"ansible-tmp-1-2=/root/.ansible/tmp/ansible-tmp-1-2\n", b"")]
+    rc, stdout, _ = conn.exec_command(cmd)
+    assert rc == 0
+    assert stdout.startswith(b"ansible-tmp-1-2=")
+    assert 'mkdir -p "` echo ~/.ansible/tmp/ansible-tmp-1-2' in sent[1][0]
+    # A module run with its input is never repeated.
+    answers += [(0, b"", b"")]
+    conn.exec_command(cmd, in_data=b"payload")
+    assert len(sent) == 3

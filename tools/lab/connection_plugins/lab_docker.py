@@ -43,43 +43,36 @@ RETRIES = 3
 
 
 class Connection(docker_api.Connection):
-    """docker_api, with the temporary-directory command repeated when its output is lost."""
+    """docker_api, with read-only commands repeated when their output is lost."""
 
     transport = "lab_docker"
 
     def exec_command(self, cmd, in_data=None, sudoable=False):
         had_input = in_data is not None
-        rc, stdout, stderr = super().exec_command(
-            cmd, in_data=in_data if had_input else b"", sudoable=sudoable
-        )
+        result = super().exec_command(cmd, in_data=in_data if had_input else b"", sudoable=sudoable)
+        if had_input:
+            return result
         text = to_text(cmd, errors="surrogate_or_strict")
-        if not had_input and text == _ID_COMMAND:
-            return self._again_when_silent(cmd, (rc, stdout, stderr), sudoable=sudoable)
-        if had_input or not _TMP_COMMAND.search(text):
-            return rc, stdout, stderr
-        retry = _TMP_COMMAND.sub(
-            lambda m: m.group(0).replace('mkdir "', 'mkdir -p "', 1), text, count=1
-        )
+        if text == _ID_COMMAND:
+            return self._again_when_silent(cmd, result, f"'{text}'", sudoable=sudoable)
+        if _TMP_COMMAND.search(text):
+            retry = _TMP_COMMAND.sub(
+                lambda m: m.group(0).replace('mkdir "', 'mkdir -p "', 1), text, count=1
+            )
+            return self._again_when_silent(
+                retry, result, "the temporary directory command", sudoable=sudoable
+            )
+        return result
+
+    def _again_when_silent(self, retry, result, what, *, sudoable):
+        """Run ``retry`` (with an empty input) while the command answered nothing at all."""
+        rc, stdout, stderr = result
         for attempt in range(1, RETRIES + 1):
             if rc != 0 or stdout.strip():
                 break
             display.warning(
-                f"lab_docker: no output from the temporary directory command on "
+                f"lab_docker: no output from {what} on "
                 f"{self.get_option('remote_addr')}; running it again ({attempt}/{RETRIES})"
             )
             rc, stdout, stderr = super().exec_command(retry, in_data=b"", sudoable=sudoable)
-        return rc, stdout, stderr
-
-    def _again_when_silent(self, cmd, result, *, sudoable):
-        """Run a read-only command again while it answers nothing at all."""
-        rc, stdout, stderr = result
-        text = to_text(cmd, errors="surrogate_or_strict")
-        for attempt in range(1, RETRIES + 1):
-            if rc != 0 or stdout.strip():
-                break
-            display.warning(
-                f"lab_docker: no output from '{text}' on "
-                f"{self.get_option('remote_addr')}; running it again ({attempt}/{RETRIES})"
-            )
-            rc, stdout, stderr = super().exec_command(cmd, in_data=b"", sudoable=sudoable)
         return rc, stdout, stderr
