@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCK = Path(os.environ.get("STACKOPS_MOLECULE_LOCK", "/var/lock/stackops-molecule.lock"))
 CACHE = ROOT / ".cache"
 RECORDS = CACHE / "drills.json"
+# Written by molecule/_shared/drill.py's pytest hook: one entry per failed test.
+FAILURES = CACHE / "drills.failures.json"
 
 
 def run(scenario: str, env: dict[str, str] | None = None) -> tuple[bool, float]:
@@ -99,6 +101,18 @@ def print_drills() -> None:
         print(f"  {entry.get('scenario', ''):<8} {entry['drill']:<44} {figures}")
 
 
+def print_failures() -> None:
+    """Each failed test and what it said, so the last lines of a run name them."""
+    if not FAILURES.exists():
+        return
+    print("\n===== failed tests =====")
+    for entry in json.loads(FAILURES.read_text()):
+        when = "" if entry.get("when") == "call" else f" ({entry.get('when')})"
+        print(f"  {entry.get('scenario', ''):<8} {entry['test']}{when}")
+        for line in entry.get("error", []):
+            print(f"           {line}")
+
+
 def main(argv: list[str]) -> int:
     groups = [arg.split("+") for arg in argv] or [
         [p.parent.name] for p in sorted((ROOT / "molecule").glob("*/molecule.yml"))
@@ -106,6 +120,7 @@ def main(argv: list[str]) -> int:
     results = []
     CACHE.mkdir(exist_ok=True)
     RECORDS.unlink(missing_ok=True)
+    FAILURES.unlink(missing_ok=True)
     os.environ["STACKOPS_DRILL_RECORDS"] = str(RECORDS)
     started = time.monotonic()
     with LOCK.open("w") as lock:
@@ -116,6 +131,7 @@ def main(argv: list[str]) -> int:
         for group in groups:
             results += run_group(group)
     print_drills()
+    print_failures()
     print("\n===== molecule summary =====")
     for scenario, ok, seconds in results:
         print(f"  {scenario:<14} {'passed' if ok else 'FAILED':<7} {seconds:6.0f} s")

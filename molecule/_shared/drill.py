@@ -35,6 +35,9 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 # tools/run_scenarios.py sets STACKOPS_DRILL_RECORDS to print every scenario's
 # records at the end of `make test`; a scenario run on its own keeps them here.
 RECORDS = Path(os.environ.get("STACKOPS_DRILL_RECORDS") or EPHEMERAL / "drills.json")
+# Failed tests, kept beside the records so that the very end of a run names
+# them (CI may show only the last lines of a long run).
+FAILURES = RECORDS.with_name(RECORDS.stem + ".failures.json")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*?)\]")
@@ -167,15 +170,43 @@ def extra_vars(values: dict) -> list[str]:
     return ["-e", json.dumps(values)]
 
 
+def _append(path: Path, entry: dict) -> None:
+    # Scenarios that run side by side (tools/run_scenarios.py a+b) share the file.
+    with path.with_name(path.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = json.loads(path.read_text()) if path.exists() else []
+        entries.append(entry)
+        path.write_text(json.dumps(entries, indent=2) + "\n")
+
+
 def record(drill: str, **figures) -> None:
     """Keep what a drill measured (shown in the summary at the end of the run)."""
     scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "")
-    # Scenarios that run side by side (tools/run_scenarios.py a+b) share the file.
-    with RECORDS.with_name(RECORDS.name + ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
-        records.append({"scenario": scenario, "drill": drill, **figures})
-        RECORDS.write_text(json.dumps(records, indent=2) + "\n")
+    _append(RECORDS, {"scenario": scenario, "drill": drill, **figures})
+
+
+def failure_lines(text: str, limit: int = 6) -> list[str]:
+    """The lines of a pytest failure that say what failed (its ``E`` lines)."""
+    said = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    said = [line for line in said if line]
+    if not said:
+        said = [line.strip() for line in text.splitlines() if line.strip()][-3:]
+    return [line if len(line) <= 400 else line[:400] + " ..." for line in said[:limit]]
+
+
+def pytest_runtest_logreport(report) -> None:
+    """pytest hook (imported by each scenario's conftest): keep every failed test."""
+    if not report.failed:
+        return
+    _append(
+        FAILURES,
+        {
+            "scenario": os.environ.get("MOLECULE_SCENARIO_NAME", ""),
+            "test": report.nodeid,
+            "when": report.when,
+            "error": failure_lines(report.longreprtext),
+        },
+    )
 
 
 def quiet_machine(timeout: float | None = None) -> float:

@@ -1,5 +1,6 @@
 """molecule/_shared/drill.py: a failed drill names the host and the task."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -87,3 +88,40 @@ def test_records_of_scenarios_side_by_side_are_all_kept(monkeypatch, tmp_path):
         ["site", "one"],
         ["stack12", "two"],
     ]
+
+
+class _Report:
+    def __init__(self, failed, when="call", text=""):
+        self.failed = failed
+        self.when = when
+        self.nodeid = "tests/test_05_patroni.py::test_move"
+        self.longreprtext = text
+
+
+def test_a_failed_test_is_kept_with_its_error_lines(tmp_path, monkeypatch):
+    failures = tmp_path / "drills.failures.json"
+    monkeypatch.setattr(drill, "FAILURES", failures)
+    monkeypatch.setenv("MOLECULE_SCENARIO_NAME", "site")
+    drill.pytest_runtest_logreport(_Report(failed=False))
+    assert not failures.exists()
+    text = (
+        "    def test_move():\n>       run = playbook('x.yml')\n"
+        'E       drill.DrillFailed: x.yml failed (exit 2): host db1, task "Wait"\n'
+        "E       \n"
+        "E       assert 1 == 0\n\ntests/test_05_patroni.py:44: DrillFailed\n"
+    )
+    drill.pytest_runtest_logreport(_Report(failed=True, text=text))
+    drill.pytest_runtest_logreport(_Report(failed=True, when="setup", text="boom\nlast line\n"))
+    first, second = json.loads(failures.read_text())
+    assert first == {
+        "scenario": "site",
+        "test": "tests/test_05_patroni.py::test_move",
+        "when": "call",
+        "error": [
+            'drill.DrillFailed: x.yml failed (exit 2): host db1, task "Wait"',
+            "assert 1 == 0",
+        ],
+    }
+    # Without E lines, the last lines of the report stand for it.
+    assert second["when"] == "setup"
+    assert second["error"] == ["boom", "last line"]

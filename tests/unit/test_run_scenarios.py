@@ -1,6 +1,7 @@
 """tools/run_scenarios.py: scenarios in order, ``a+b`` runs b beside a."""
 
 import importlib.util
+import json
 import os
 import stat
 from pathlib import Path
@@ -70,3 +71,29 @@ def test_a_scenario_beside_another_runs_at_the_same_time_and_its_output_follows(
 def test_a_failure_beside_fails_the_run(runner, capsys):
     assert runner.main(["site+broken"]) == 1
     assert "broken         FAILED" in capsys.readouterr().out
+
+
+def test_failed_tests_are_named_after_the_drills_and_before_the_summary(runner, capsys):
+    runner.CACHE.mkdir()
+    # As molecule/_shared/drill.py's hook leaves it; main() clears stale ones first.
+    runner.FAILURES = runner.CACHE / "drills.failures.json"
+    failures = json.dumps(
+        [
+            {
+                "scenario": "site",
+                "test": "tests/test_05.py::test_move",
+                "when": "call",
+                "error": ['DrillFailed: host db1, task "Wait"'],
+            }
+        ]
+    )
+    (runner.ROOT / "bin" / "molecule").write_text(
+        f"#!/bin/sh\ncat > {runner.FAILURES} <<'JSON'\n{failures}\nJSON\nexit 1\n"
+    )
+    assert runner.main(["site"]) == 1
+    out = capsys.readouterr().out
+    tail = out[out.index("===== failed tests") :]
+    assert "site     tests/test_05.py::test_move\n" in tail
+    assert 'DrillFailed: host db1, task "Wait"' in tail
+    assert tail.index("test_move") < tail.index("===== molecule summary")
+    assert "site           FAILED" in tail

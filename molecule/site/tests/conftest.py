@@ -3,7 +3,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
 
-from drill import summary_lines
+from drill import pytest_runtest_logreport, summary_lines  # noqa: F401 (a pytest hook)
 
 
 def pytest_terminal_summary(terminalreporter):
