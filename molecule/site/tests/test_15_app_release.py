@@ -5,7 +5,10 @@ load balancers' pool, switches, fails its health gate, goes back to the
 release it had and rejoins the pool; the play stops there, so no other app
 host ever receives the bad release. Meanwhile a bounded load runs through the
 load balancer and no request of it fails. Then a good release goes out the
-same way under load, and back to the inventory's release.
+same way under load, and back to the inventory's release. A pre-deploy
+command (migrations) that fails stops a deploy before any host switches; one
+that works runs once, on the canary, with the app's environment, before the
+canary switches.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from drill import extra_vars, load, playbook, record
-from labhosts import host, hosts_in
+from labhosts import host, hosts_in, secret
 from sitelab import CLIENT, SITE, app_releases, wait_until_healthy
 
 RELEASES = "/srv/webstack/releases"
@@ -101,10 +104,66 @@ def built_artifact(release: str) -> Path:
     return artifact
 
 
+# What the pre-deploy command saw, appended to a file of the canary's shared
+# directory (the app user can write there): an inventory value of the app's
+# environment, the release ids it was given, where it ran, and which release
+# the host served at that moment.
+PREDEPLOY_LOG = "/srv/webstack/shared/logs/predeploy-drill.log"
+PREDEPLOY = (
+    'printf "%s %s %s %s %s\\n" "$APP_ENVIRONMENT" "$WEBSTACK_RELEASE_ID" '
+    '"$WEBSTACK_PREVIOUS_RELEASE_ID" "$(pwd)" "$(readlink /srv/webstack/current)" '
+    f">> {PREDEPLOY_LOG}"
+)
+
+
+def test_a_failing_predeploy_command_stops_the_deploy_before_any_host_switches():
+    (good,) = app_releases()
+    since = int(time.time())
+    run = playbook(
+        "site.yml",
+        "--tags",
+        "app",
+        *extra_vars(
+            {
+                "nextjs_source_type": "artifact",
+                "nextjs_source_path": str(built_artifact(good)),
+                "nextjs_release_id": f"{good}-migrate",
+                # As a list: the argv. The app's DATABASE_URL is there, the
+                # migration says so and fails.
+                "nextjs_predeploy_command": [
+                    "node",
+                    "-e",
+                    "console.error('migration refused, url set:', !!process.env.DATABASE_URL);"
+                    " process.exit(3)",
+                ],
+            }
+        ),
+        check=False,
+    )
+    assert run.returncode != 0, run.output[-3000:]
+    assert re.search(
+        rf"pre-deploy command of release {good}-migrate failed on app1 \(exit 3\).*"
+        r"migration refused, url set: true.*Nothing was switched",
+        run.output,
+        re.S,
+    ), run.output[-3000:]
+    # No host switched or even left the pool; the app's secrets stayed out of
+    # the output and out of the canary's journal (sudo logs command lines).
+    assert app_releases() == {good}
+    assert " down;" not in host("lb1").file(UPSTREAM).content_string
+    password = secret("postgresql_app_password")
+    assert password not in run.output
+    journal = host("app1").check_output(f"journalctl --since @{since} --no-pager -o cat")
+    assert "pre-deploy" in run.output
+    assert password not in journal
+
+
 def test_a_good_release_goes_host_by_host_under_load_and_back():
     (good,) = app_releases()
     # The same build under a new release id: a real switch on every host.
     new = f"{good}-again"
+    for name in hosts_in("app"):
+        host(name).run(f"rm -f {PREDEPLOY_LOG}")
     started = time.monotonic()
     with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
         deploy = playbook(
@@ -116,6 +175,8 @@ def test_a_good_release_goes_host_by_host_under_load_and_back():
                     "nextjs_source_type": "artifact",
                     "nextjs_source_path": str(built_artifact(good)),
                     "nextjs_release_id": new,
+                    # As a string: through /bin/sh -c.
+                    "nextjs_predeploy_command": PREDEPLOY,
                 }
             ),
         )
@@ -123,6 +184,15 @@ def test_a_good_release_goes_host_by_host_under_load_and_back():
         # Back to the inventory's release, host by host as well.
         back = playbook("site.yml", "--tags", "app")
     assert app_releases() == {good}
+    # The pre-deploy command ran once, on the canary, in the new release, with
+    # the inventory's APP_ENVIRONMENT, while the canary still served the old one.
+    first, *others = hosts_in("app")
+    ran = host(first).file(PREDEPLOY_LOG).content_string.splitlines()
+    releases = "/srv/webstack/releases"
+    assert ran == [f"lab {new} {good} {releases}/{new} {releases}/{good}"], ran
+    for name in others:
+        assert not host(name).file(PREDEPLOY_LOG).exists, name
+    host(first).run(f"rm -f {PREDEPLOY_LOG}")
     assert summary["failed"] == 0, summary["failures"][:5]
     assert summary["completed"] > 100, summary
     assert " down;" not in host("lb1").file(UPSTREAM).content_string
