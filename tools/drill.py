@@ -9,6 +9,11 @@ this runs pytest on the given test files with the environment molecule's
 verify step gives them (inventory, ephemeral directory, the scenario's
 verifier env). A drill changes the lab, so a repeated run starts from
 wherever the last one left it.
+
+    tools/drill.py site --playbook playbooks/database.yml [--diff ...]
+
+runs a playbook instead, with that same environment (the lab's inventory,
+strategy and HA mode), e.g. to apply a changed role to a lab after drills.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ def main() -> int:
     for key, value in ((config.get("verifier") or {}).get("env") or {}).items():
         env[key] = os.path.expandvars(str(value))
     inventory = env["MOLECULE_INVENTORY_FILE"]
+    if args.pytest_args[:1] == ["--playbook"] and len(args.pytest_args) > 1:
+        command = ["ansible-playbook", "-i", inventory, *args.pytest_args[1:]]
+        return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
     command = [
         "pytest",
         "-v",
