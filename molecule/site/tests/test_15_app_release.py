@@ -13,6 +13,7 @@ canary switches.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tarfile
@@ -46,6 +47,29 @@ def crashing_artifact(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("crashing-release")
     (work / "server.js").write_text(CRASHING_SERVER)
     artifact = work / "crashing.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(work / "server.js", arcname="server.js")
+    return artifact
+
+
+# Shaped like standalone output as well; healthy in its first worker only: the
+# others answer for another release, as a worker whose environment went stale.
+HALF_STALE_SERVER = """\
+const http = require("http");
+const first = (process.env.NODE_APP_INSTANCE || "0") === "0";
+const release = first ? process.env.RELEASE_ID : "stale-worker";
+http.createServer((req, res) => {
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({ status: "ok", release }));
+}).listen(Number(process.env.PORT), process.env.HOSTNAME);
+"""
+
+
+@pytest.fixture(scope="module")
+def half_stale_artifact(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("half-stale-release")
+    (work / "server.js").write_text(HALF_STALE_SERVER)
+    artifact = work / "half-stale.tar.gz"
     with tarfile.open(artifact, "w:gz") as tar:
         tar.add(work / "server.js", arcname="server.js")
     return artifact
@@ -94,6 +118,45 @@ def test_a_release_that_crashes_at_start_is_rolled_back_on_the_canary_only(crash
         deploy_seconds=round(bad.seconds, 1),
         requests=summary["completed"],
         failed=summary["failed"],
+    )
+
+
+def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact):
+    (good,) = app_releases()
+    ecosystem = json.loads(host("app1").file("/srv/webstack/ecosystem.config.json").content_string)
+    workers = ecosystem["apps"][0]["instances"]
+    assert workers >= 2, f"the drill needs two PM2 workers on app1, not {workers}"
+    bad = playbook(
+        "site.yml",
+        "--tags",
+        "app",
+        *extra_vars(
+            {
+                "nextjs_source_type": "artifact",
+                "nextjs_source_path": str(half_stale_artifact),
+                "nextjs_health_timeout": 20,
+            }
+        ),
+        check=False,
+    )
+    assert bad.returncode != 0, bad.output[-3000:]
+    said = " ".join(bad.output.split())
+    found = re.search(r"Release (\w+) failed \(.*?not every worker is healthy on release \1", said)
+    assert found, said[-3000:]
+    (half,) = found.groups()
+    answers = said[found.end() :]
+    listed = rf"; the answers \(status release\) were: (200 ({half}|stale-worker)(, )?)+"
+    assert re.match(listed, answers), answers
+    assert f"200 {half}" in answers, answers
+    assert "200 stale-worker" in answers, answers
+    assert re.search(rf"rolled back to {good}\b", answers), answers
+    # The canary went back; nobody else ever held the release.
+    assert holding(half) == ["app1"], holding(half)
+    assert app_releases() == {good}
+    assert " down;" not in host("lb1").file(UPSTREAM).content_string
+    record(
+        "release healthy in one worker only: canary rolled back",
+        deploy_seconds=round(bad.seconds, 1),
     )
 
 
