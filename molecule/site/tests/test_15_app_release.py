@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 from drill import extra_vars, load, playbook, record
 from labhosts import host, hosts_in, secret
-from sitelab import CLIENT, SITE, app_releases, wait_until_healthy
+from sitelab import CLIENT, ECOSYSTEM, SITE, app_releases, wait_until_healthy
 
 RELEASES = "/srv/webstack/releases"
 UPSTREAM = "/etc/nginx/webstack/upstream.conf"
@@ -123,7 +123,7 @@ def test_a_release_that_crashes_at_start_is_rolled_back_on_the_canary_only(crash
 
 def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact):
     (good,) = app_releases()
-    ecosystem = json.loads(host("app1").file("/srv/webstack/ecosystem.config.json").content_string)
+    ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)
     workers = ecosystem["apps"][0]["instances"]
     assert workers >= 2, f"the drill needs two PM2 workers on app1, not {workers}"
     bad = playbook(
@@ -144,12 +144,17 @@ def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact
     found = re.search(r"Release (\w+) failed \(.*?not every worker is healthy on release \1", said)
     assert found, said[-3000:]
     (half,) = found.groups()
-    answers = said[found.end() :]
-    listed = rf"; the answers \(status release\) were: (200 ({half}|stale-worker)(, )?)+"
-    assert re.match(listed, answers), answers
-    assert f"200 {half}" in answers, answers
-    assert "200 stale-worker" in answers, answers
-    assert re.search(rf"rolled back to {good}\b", answers), answers
+    rest = said[found.end() :]
+    listed = re.match(
+        r"; the answers \(status release\) were: ([^)]*)\); rolled back to (\w+)",
+        rest,
+    )
+    assert listed, rest[:1000]
+    answers = listed.group(1).split(", ")
+    # Each worker twice, in turn: half of them from the other release.
+    assert len(answers) == 2 * workers, answers
+    assert sorted(set(answers)) == sorted({f"200 {half}", "200 stale-worker"}), answers
+    assert listed.group(2) == good
     # The canary went back; nobody else ever held the release.
     assert holding(half) == ["app1"], holding(half)
     assert app_releases() == {good}
@@ -219,6 +224,42 @@ def test_a_failing_predeploy_command_stops_the_deploy_before_any_host_switches()
     for form in {password, quote(password, safe="")}:  # DATABASE_URL carries it URL-encoded
         assert form not in run.output
         assert form not in journal
+
+
+def test_a_predeploy_command_past_its_timeout_ends_with_all_it_started():
+    (good,) = app_releases()
+    run = playbook(
+        "site.yml",
+        "--tags",
+        "app",
+        *extra_vars(
+            {
+                "nextjs_source_type": "artifact",
+                "nextjs_source_path": str(built_artifact(good)),
+                "nextjs_release_id": f"{good}-slow",
+                # The shell ends of the TERM; what it started ignores TERM.
+                "nextjs_predeploy_command": "(trap '' TERM; exec sleep 67); echo done",
+                "nextjs_predeploy_timeout": 3,
+            }
+        ),
+        check=False,
+    )
+    assert run.returncode != 0, run.output[-3000:]
+    said = " ".join(run.output.split())
+    failed = (
+        f"pre-deploy command of release {good}-slow failed on app1"
+        " (killed: timed out after 3 s, or out of memory)"
+    )
+    assert failed in said, said[-3000:]
+    assert "Nothing was switched" in said, said[-3000:]
+    # Reported only once nothing of it was left running.
+    assert host("app1").run("pgrep -f 'slee[p] 67'").rc == 1
+    assert app_releases() == {good}
+    assert " down;" not in host("lb1").file(UPSTREAM).content_string
+    record(
+        "pre-deploy command past its timeout: ended, nothing switched",
+        seconds=round(run.seconds, 1),
+    )
 
 
 def test_a_good_release_goes_host_by_host_under_load_and_back():
