@@ -10,6 +10,7 @@ from labhosts import address, host, hosts_in, secret
 
 CLIENT = "mon1"  # in group monitoring: allowlisted from the rate limit, like the load
 SITE = "lb1"  # a name of the site (nginx_server_names of inventories/lab)
+ECOSYSTEM = "/srv/webstack/ecosystem.config.json"  # the app's PM2 file (role nextjs)
 
 
 def app_releases() -> set[str]:
@@ -18,11 +19,14 @@ def app_releases() -> set[str]:
     releases = set()
     for name in hosts_in("app"):
         linked = host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
-        # Four answers: each of the host's workers (cluster mode asks them in turn).
+        # Each of the host's workers twice (cluster mode asks them in turn).
+        ecosystem = json.loads(host(name).file(ECOSYSTEM).content_string)
+        asks = 2 * ecosystem["apps"][0]["instances"]
         url = f"http://{address(name)}:3000/api/health"
         answers = host(name).check_output(
-            f"for i in 1 2 3 4; do curl -sf --max-time 10 {url} || exit 1; echo; done"
+            f"for i in $(seq {asks}); do curl -sf --max-time 10 {url} || exit 1; echo; done"
         )
+        assert len(answers.splitlines()) == asks, (name, answers)
         for health in map(json.loads, answers.splitlines()):
             assert health["release"] == linked, (name, health)
         releases.add(linked)
