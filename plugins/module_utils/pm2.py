@@ -77,8 +77,30 @@ def summarize(procs: list[dict], name: str) -> dict:
     }
 
 
+def ecosystem_script(text: str | None, name: str) -> str | None:
+    """The ``script`` of app ``name`` in a JSON ecosystem file, or None.
+
+    None also when the text is not JSON (a JavaScript ecosystem file) or
+    names no such app: the caller then cannot compare scripts.
+    """
+    try:
+        data = json.loads(text or "")
+    except ValueError:
+        return None
+    apps = data.get("apps") if isinstance(data, dict) else data
+    for app in apps if isinstance(apps, list) else []:
+        if isinstance(app, dict) and app.get("name") == name:
+            script = app.get("script")
+            return script if isinstance(script, str) and script else None
+    return None
+
+
 def plan(
-    state: str, summary: dict, instances: int | None = None, ecosystem: bool = False
+    state: str,
+    summary: dict,
+    instances: int | None = None,
+    ecosystem: bool = False,
+    script: str | None = None,
 ) -> list[str]:
     """Actions (in order) that bring the app from ``summary`` to ``state``.
 
@@ -92,6 +114,11 @@ def plan(
     file when there is one (``ecosystem``): PM2 refuses to restart or reload
     it ("Process with pid ... already exists"), which is what a rollback
     away from a release that crashes at start needs to do.
+
+    ``script`` is the one the ecosystem file names now: when the running
+    app was started with another one, the app is deleted and started again,
+    because ``pm2 reload`` and ``pm2 restart`` keep the old script (a
+    Next.js release going from ``server.js`` to ``next start`` or back).
     """
     if state not in STATES:
         raise Pm2Error(f"unknown state {state!r}")
@@ -108,6 +135,8 @@ def plan(
     running = sum(summary["statuses"].get(s, 0) for s in RUNNING)
     crashing = sum(summary["statuses"].get(s, 0) for s in CRASHING)
     if ecosystem and crashing and not running:
+        return ["delete", "start"]
+    if ecosystem and script and summary.get("script") and summary["script"] != script:
         return ["delete", "start"]
     # A known app with processes that are not running (stopped, errored, or
     # "waiting restart" in a crash loop) is restarted: `pm2 start` refuses an

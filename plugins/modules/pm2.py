@@ -217,6 +217,17 @@ class Pm2Runner:
             self.module.fail_json(msg=str(exc))
 
 
+def wanted_script(ecosystem: str | None, name: str) -> str | None:
+    """The script the ecosystem file names for the app; None when it cannot be read."""
+    if not ecosystem or not ecosystem.endswith(".json"):
+        return None
+    try:
+        with open(ecosystem, encoding="utf-8") as handle:
+            return pm2.ecosystem_script(handle.read(), name)
+    except OSError:
+        return None
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -254,7 +265,13 @@ def main():
 
     before = runner.summary(name)
     try:
-        actions = pm2.plan(state, before, instances, ecosystem=bool(ecosystem))
+        actions = pm2.plan(
+            state,
+            before,
+            instances,
+            ecosystem=bool(ecosystem),
+            script=wanted_script(ecosystem, name),
+        )
     except pm2.Pm2Error as exc:
         module.fail_json(msg=str(exc), before=before)
     if any(a == "start" for a in actions) and not before["exists"] and not ecosystem:

@@ -9,6 +9,7 @@ vars do), and the real template is rendered with ansible-core's Templar.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ ROLE = ROOT / "roles" / "nextjs"
 CURRENT = "/srv/webstack/current"
 
 
-def render_ecosystem(*extra_vars: str) -> dict:
+def render_ecosystem(*extra_vars: str, **values) -> dict:
     """The app of ecosystem.config.json.j2 rendered with the role's defaults and ``extra_vars``."""
     loader = DataLoader()
     variables = {"inventory_hostname": "app1", "ansible_facts": {}, "ansible_managed": "managed"}
@@ -32,6 +33,7 @@ def render_ecosystem(*extra_vars: str) -> dict:
     # What the role's tasks set before they write the file, then what the user gives.
     for kv in ("nextjs_bind_address=127.0.0.1 __nextjs_active=r1", *extra_vars):
         variables |= parse_kv(kv)
+    variables |= values  # registered results, as the role's tasks leave them
     templar = Templar(loader=loader, variables=variables)
     source = (ROLE / "templates" / "ecosystem.config.json.j2").read_text()
     return json.loads(templar.template(trust_as_template(source)))["apps"][0]
@@ -59,6 +61,22 @@ def test_the_defaults_start_the_standalone_server():
     app = render_ecosystem()
     assert app["script"] == CURRENT + "/server.js"
     assert app["wait_ready"] is False
+
+
+def marker(start: str) -> dict:
+    """What slurp registers for a release marker that records ``start``."""
+    text = f"release=r1\nsource=artifact\ndigest=sha256:00\nstart={start}\n"
+    return {"content": base64.b64encode(text.encode()).decode(), "encoding": "base64"}
+
+
+def test_a_release_starts_as_it_was_unpacked_whatever_nextjs_standalone_says_now():
+    # a rollback from a next start release to a standalone one, and back
+    app = render_ecosystem("nextjs_standalone=false", __nextjs_active_marker=marker("standalone"))
+    assert app["script"] == CURRENT + "/server.js"
+    assert app["args"] == []
+    app = render_ecosystem("nextjs_standalone=true", __nextjs_active_marker=marker("next-start"))
+    assert app["script"] == CURRENT + "/node_modules/next/dist/bin/next"
+    assert app["args"][0] == "start"
 
 
 def test_numbers_and_bools_given_as_strings_keep_their_types():

@@ -140,6 +140,59 @@ def test_plan(state, procs, instances, expected):
         assert pm2.plan(state, summary(procs), instances) == expected
 
 
+NEXT_START = "/srv/web/current/node_modules/next/dist/bin/next"
+
+
+@pytest.mark.parametrize("state", ["started", "reloaded", "restarted"])
+def test_plan_starts_afresh_when_the_ecosystem_names_another_script(state):
+    # pm2 reload and restart keep the script the workers started with, so a
+    # release going from server.js to next start would restart forever.
+    assert pm2.plan(state, summary(RUNNING), None, ecosystem=True, script=NEXT_START) == [
+        "delete",
+        "start",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"), [("started", []), ("reloaded", ["reload"]), ("restarted", ["restart"])]
+)
+def test_plan_keeps_a_running_app_whose_script_is_the_same(state, expected):
+    same = "/srv/web/current/server.js"
+    assert pm2.plan(state, summary(RUNNING), None, ecosystem=True, script=same) == expected
+
+
+def test_plan_compares_scripts_only_with_an_ecosystem_file():
+    assert pm2.plan("reloaded", summary(RUNNING), None, script=NEXT_START) == ["reload"]
+
+
+def test_plan_leaves_the_removal_alone_whatever_the_script():
+    assert pm2.plan("absent", summary(RUNNING), None, ecosystem=True, script=NEXT_START) == [
+        "delete"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            json.dumps(
+                {"apps": [{"name": "other", "script": "a.js"}, {"name": "web", "script": "b.js"}]}
+            ),
+            "b.js",
+        ),
+        (json.dumps([{"name": "web", "script": "c.js"}]), "c.js"),
+        (json.dumps({"apps": [{"name": "other", "script": "a.js"}]}), None),
+        (json.dumps({"apps": [{"name": "web"}]}), None),
+        (json.dumps({"apps": [{"name": "web", "script": ""}]}), None),
+        ("module.exports = { apps: [] }", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_ecosystem_script(text, expected):
+    assert pm2.ecosystem_script(text, "web") == expected
+
+
 def test_plan_cannot_stop_an_unknown_app():
     with pytest.raises(pm2.Pm2Error, match="not known to PM2"):
         pm2.plan("stopped", summary([]))

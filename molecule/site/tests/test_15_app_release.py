@@ -165,6 +165,65 @@ def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact
     )
 
 
+# Shaped like a release without standalone output: what PM2 runs is next's
+# own command line (node_modules/next/dist/bin/next start --port P --hostname H).
+NEXT_START_BIN = """\
+const http = require("http");
+const argv = process.argv.slice(2);
+const opt = (name) => argv[argv.indexOf(name) + 1];
+if (argv[0] !== "start") { console.error("expected next start, got", argv); process.exit(2); }
+http.createServer((req, res) => {
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({ status: "ok", release: process.env.RELEASE_ID, mode: "next-start" }));
+}).listen(Number(opt("--port")), opt("--hostname"));
+"""
+
+
+@pytest.fixture(scope="module")
+def next_start_artifact(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("next-start-release")
+    bin_dir = work / "node_modules" / "next" / "dist" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "next").write_text(NEXT_START_BIN)
+    artifact = work / "next-start.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(work / "node_modules", arcname="node_modules")
+    return artifact
+
+
+def test_a_release_that_changes_the_start_mode_goes_out_and_back_under_load(next_start_artifact):
+    (good,) = app_releases()
+    with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
+        deploy = playbook(
+            "site.yml",
+            "--tags",
+            "app",
+            *extra_vars(
+                {
+                    "nextjs_source_type": "artifact",
+                    "nextjs_source_path": str(next_start_artifact),
+                    "nextjs_standalone": "false",  # as -e writes it
+                }
+            ),
+        )
+        (started,) = app_releases()
+        # Back to the inventory's standalone release, started as it was.
+        back = playbook("site.yml", "--tags", "app")
+    assert started != good
+    assert app_releases() == {good}
+    ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)
+    assert ecosystem["apps"][0]["script"].endswith("/server.js"), ecosystem["apps"][0]["script"]
+    assert summary["failed"] == 0, summary["failures"][:5]
+    assert " down;" not in host("lb1").file(UPSTREAM).content_string
+    record(
+        "start mode changed (server.js -> next start -> server.js)",
+        deploy_seconds=round(deploy.seconds, 1),
+        back_seconds=round(back.seconds, 1),
+        requests=summary["completed"],
+        failed=summary["failed"],
+    )
+
+
 def built_artifact(release: str) -> Path:
     """The cached artifact of a release the lab built (inventories/lab: nextjs_artifact_dir)."""
     cache = Path(os.environ.get("STACKOPS_LAB_CACHE") or "/var/cache/stackops-lab")
