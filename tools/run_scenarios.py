@@ -33,10 +33,28 @@ FAILURES = CACHE / "drills.failures.json"
 
 
 def run(scenario: str, env: dict[str, str] | None = None) -> tuple[bool, float]:
+    """One scenario in the foreground; its output also goes to .cache/molecule-<scenario>.log,
+    which the scenario's own tests may read (the secret search reads the Ansible output)."""
     start = time.monotonic()
     print(f"\n===== molecule test -s {scenario} =====", flush=True)
-    proc = subprocess.run(["molecule", "test", "-s", scenario], cwd=ROOT, check=False, env=env)
-    return proc.returncode == 0, time.monotonic() - start
+    log = CACHE / f"molecule-{scenario}.log"
+    env = dict(env or os.environ, STACKOPS_RUN_LOG=str(log))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["molecule", "test", "-s", scenario],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for line in iter(proc.stdout.readline, b""):
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+            out.write(line)
+            out.flush()
+        proc.stdout.close()
+        returncode = proc.wait()
+    return returncode == 0, time.monotonic() - start
 
 
 class Beside:
@@ -50,6 +68,7 @@ class Beside:
             self.proc = subprocess.Popen(
                 ["molecule", "test", "-s", scenario],
                 cwd=ROOT,
+                env=dict(os.environ, STACKOPS_RUN_LOG=str(self.log)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -23,6 +23,11 @@ def inventory() -> str:
     return os.environ["MOLECULE_INVENTORY_FILE"]
 
 
+def container(name: str) -> str:
+    """The Docker container of an inventory host name."""
+    return AnsibleRunner(inventory()).get_variables(name).get("ansible_host", name)
+
+
 class LabHost:
     """testinfra host of one lab container.
 
@@ -34,8 +39,7 @@ class LabHost:
     def __init__(self, name: str):
         self.name = name
         self._ansible = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory())
-        container = AnsibleRunner(inventory()).get_variables(name).get("ansible_host", name)
-        self._docker = testinfra.get_host(f"docker://{container}")
+        self._docker = testinfra.get_host(f"docker://{container(name)}")
 
     @property
     def ansible(self):

@@ -36,6 +36,7 @@ def runner(tmp_path, monkeypatch):
         'if [ "$3" != site ]; then sleep 0.3; fi\n'
         'echo "end $3" >> "$log"\n'
         'echo "output of $3"\n'
+        'echo "run log of $3: ${STACKOPS_RUN_LOG:-}"\n'
         '[ "$3" != broken ]\n'
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
@@ -66,6 +67,17 @@ def test_a_scenario_beside_another_runs_at_the_same_time_and_its_output_follows(
         "===== molecule test -s site ="
     )
     assert "stack12        passed" in out
+
+
+def test_the_output_of_each_scenario_is_kept_where_its_tests_can_read_it(runner, capsys):
+    assert runner.main(["common", "site+stack12"]) == 0
+    out = capsys.readouterr().out
+    for scenario in ("common", "site", "stack12"):
+        log = runner.CACHE / f"molecule-{scenario}.log"
+        text = log.read_text()
+        assert f"output of {scenario}\n" in text
+        assert f"run log of {scenario}: {log}\n" in text
+        assert f"output of {scenario}\n" in out
 
 
 def test_a_failure_beside_fails_the_run(runner, capsys):
