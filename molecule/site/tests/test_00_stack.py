@@ -6,6 +6,7 @@ backup are in place. The drills (test_10_* and later) start from here."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from labhosts import duration_seconds, host, hosts_in, promtool_rule_tests, role_variable
@@ -60,6 +61,58 @@ def test_the_apps_metrics_are_not_public_but_prometheus_reads_them():
         f"curl -sf --max-time 10 http://{address('app1')}:3000/api/metrics"
     )
     assert "# TYPE" in direct
+
+
+# Run on an app host as the app user with the app's own environment file and
+# its own node-postgres: one query with DATABASE_URL as the role wrote it,
+# one with the same URL but the system's CA bundle instead of the internal CA.
+# Prints "<case> ok" or "<case> <error>"; the password stays in app.env.
+PG_TLS_CHECK = r"""
+const pg = require("/srv/webstack/current/node_modules/pg");
+const first = process.env.DATABASE_URL.replace(/@([^,/]+)(,[^/]*)?\//, "@$1/");
+const cases = {
+  ca: first,
+  other_ca: first.replace(/sslrootcert=[^&]*/, "sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+};
+(async () => {
+  for (const [name, url] of Object.entries(cases)) {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    try {
+      await client.connect();
+      await client.query("SELECT 1");
+      console.log(`${name} ok`);
+    } catch (err) {
+      console.log(`${name} ${err.code || ""} ${err.message}`);
+    }
+    await client.end().catch(() => {});
+  }
+})();
+"""
+
+
+def test_the_app_checks_pgbouncers_certificate_against_the_internal_ca():
+    """DATABASE_URL says verify-full with the CA bundle of role pki; the app's
+    driver connects with it and refuses the same PgBouncer when told to trust
+    another CA (so the check is real, not only encryption)."""
+    app = host(hosts_in("app")[0])
+    env = app.check_output("cat /srv/webstack/shared/app.env")
+    # Without the credentials: an assertion message must not carry them.
+    urls = [
+        re.sub(r"//[^@]*@", "//...@", line)
+        for line in env.splitlines()
+        if line.startswith(("DATABASE_URL=", "DATABASE_READ_URL="))
+    ]
+    assert len(urls) == 2, urls
+    for url in urls:
+        assert "?sslmode=verify-full&sslrootcert=/etc/ssl/webstack/ca.crt&" in url, url
+    assert app.file("/etc/ssl/webstack/ca.crt").mode == 0o644
+    out = app.check_output(
+        "cd /srv && runuser -u webstack -- node --env-file=/srv/webstack/shared/app.env -e %s",
+        PG_TLS_CHECK,
+    )
+    results = dict(line.split(" ", 1) for line in out.splitlines())
+    assert results["ca"] == "ok", out
+    assert "self-signed certificate in certificate chain" in results["other_ca"], out
 
 
 def test_a_write_through_the_lb_lands_in_postgresql_and_reads_back():
