@@ -49,8 +49,21 @@ def _env(proc: dict) -> dict:
     return proc.get("pm2_env") or {}
 
 
-def summarize(procs: list[dict], name: str) -> dict:
-    """What PM2 runs under ``name``, without the environment (it may hold secrets)."""
+def _env_value(proc: dict, key: str):
+    """The value of environment variable ``key`` that PM2 gave this process."""
+    env = _env(proc)
+    if key in env:
+        return env[key]
+    return (env.get("env") or {}).get(key)
+
+
+def summarize(procs: list[dict], name: str, report_env: tuple[str, ...] = ()) -> dict:
+    """What PM2 runs under ``name``, without the environment (it may hold secrets).
+
+    Only the variables named in ``report_env`` (which the caller knows hold
+    nothing secret, e.g. a release id) are counted per value:
+    ``{"RELEASE_ID": {"r2": 3, "r1": 1}}``; an instance without it counts as "".
+    """
     mine = sorted(
         (p for p in procs if p.get("name") == name),
         key=lambda p: p.get("pm_id", 0),
@@ -74,7 +87,17 @@ def summarize(procs: list[dict], name: str) -> dict:
         "unstable_restarts": sum(int(_env(p).get("unstable_restarts") or 0) for p in mine),
         "script": first.get("pm_exec_path", ""),
         "cwd": first.get("pm_cwd", ""),
+        "env_values": {
+            key: _count(str(_env_value(p, key) or "") for p in mine) for key in report_env
+        },
     }
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def ecosystem_script(text: str | None, name: str) -> str | None:

@@ -75,6 +75,14 @@ options:
       C(stopped) and C(absent), none runs). C(0) does not wait.
     type: int
     default: 60
+  report_env:
+    description: Names of environment variables whose values the result counts per value over
+      the app's processes (C(env_values)), e.g. a release id, to check that every worker runs
+      with it. Name only variables that hold nothing secret; the rest of the environment is
+      never returned.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -127,6 +135,8 @@ app:
     unstable_restarts: {description: Sum of PM2's unstable restart counters., type: int}
     script: {description: Script PM2 runs., type: str}
     cwd: {description: Working directory of the processes., type: str}
+    env_values: {description: "For each variable of C(report_env), the number of processes per value
+        (C(\"\") for a process without it).", type: dict}
   sample:
     name: webstack
     exists: true
@@ -212,7 +222,9 @@ class Pm2Runner:
 
     def summary(self, name: str) -> dict:
         try:
-            return pm2.summarize(pm2.parse_jlist(self.run(["jlist"])), name)
+            return pm2.summarize(
+                pm2.parse_jlist(self.run(["jlist"])), name, tuple(self.module.params["report_env"])
+            )
         except pm2.Pm2Error as exc:
             self.module.fail_json(msg=str(exc))
 
@@ -243,6 +255,7 @@ def main():
             "path": {"type": "str", "default": "/usr/local/bin:/usr/bin:/bin"},
             "require_daemon": {"type": "bool", "default": True},
             "wait": {"type": "int", "default": 60},
+            "report_env": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )

@@ -84,6 +84,21 @@ def test_summarize_never_returns_the_environment():
     assert "s3cret" not in json.dumps(s)
 
 
+def test_summarize_counts_the_reported_variables_per_value_only():
+    procs = [
+        proc("web", 0, env={"RELEASE_ID": "r2", "DATABASE_URL": "postgres://app:s3cret@db/app"}),
+        proc("web", 1, env={"RELEASE_ID": "r1"}),
+        proc("web", 2, env={}),
+        proc("other", 3, env={"RELEASE_ID": "x"}),
+    ]
+    # PM2 also copies the app's variables to the top of pm2_env; that copy wins.
+    procs[1]["pm2_env"]["RELEASE_ID"] = "r2"
+    s = pm2.summarize(procs, "web", ("RELEASE_ID",))
+    assert s["env_values"] == {"RELEASE_ID": {"r2": 2, "": 1}}
+    assert "s3cret" not in json.dumps(s)
+    assert summary(procs)["env_values"] == {}
+
+
 def test_summarize_missing_app():
     s = summary([proc("other", 0)])
     assert s["exists"] is False
