@@ -42,14 +42,29 @@ def healthy_lab():
     wait_until_healthy(what="after the bad release")
 
 
+def artifact(tmp_path_factory, name: str, files: dict[str, str]) -> Path:
+    """A release artifact (tar.gz) holding ``files`` (path in the release: text)."""
+    work = tmp_path_factory.mktemp(name)
+    tree = work / "tree"
+    for path, text in files.items():
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_text(text)
+    packed = work / f"{name}.tar.gz"
+    with tarfile.open(packed, "w:gz") as tar:
+        for top in sorted(tree.iterdir()):
+            tar.add(top, arcname=top.name)
+    return packed
+
+
+def deploy_app(source: Path, check: bool = True, **settings):
+    """site.yml --tags app with the artifact ``source`` and more role settings."""
+    values = {"nextjs_source_type": "artifact", "nextjs_source_path": str(source), **settings}
+    return playbook("site.yml", "--tags", "app", *extra_vars(values), check=check)
+
+
 @pytest.fixture(scope="module")
 def crashing_artifact(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("crashing-release")
-    (work / "server.js").write_text(CRASHING_SERVER)
-    artifact = work / "crashing.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        tar.add(work / "server.js", arcname="server.js")
-    return artifact
+    return artifact(tmp_path_factory, "crashing-release", {"server.js": CRASHING_SERVER})
 
 
 # Shaped like standalone output as well; healthy in its first worker only: the
@@ -67,12 +82,7 @@ http.createServer((req, res) => {
 
 @pytest.fixture(scope="module")
 def half_stale_artifact(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("half-stale-release")
-    (work / "server.js").write_text(HALF_STALE_SERVER)
-    artifact = work / "half-stale.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        tar.add(work / "server.js", arcname="server.js")
-    return artifact
+    return artifact(tmp_path_factory, "half-stale-release", {"server.js": HALF_STALE_SERVER})
 
 
 def holding(release: str) -> list[str]:
@@ -83,18 +93,10 @@ def test_a_release_that_crashes_at_start_is_rolled_back_on_the_canary_only(crash
     (good,) = app_releases()
     started = time.monotonic()
     with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
-        bad = playbook(
-            "site.yml",
-            "--tags",
-            "app",
-            *extra_vars(
-                {
-                    "nextjs_source_type": "artifact",
-                    "nextjs_source_path": str(crashing_artifact),
-                    "nextjs_health_timeout": 20,
-                }
-            ),
+        bad = deploy_app(
+            crashing_artifact,
             check=False,
+            nextjs_health_timeout=20,
         )
     assert bad.returncode != 0, bad.output[-3000:]
     found = re.search(r"Release (\w+) failed .*?rolled back to\s+(\w+)", bad.output, re.S)
@@ -126,18 +128,10 @@ def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact
     ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)
     workers = ecosystem["apps"][0]["instances"]
     assert workers >= 2, f"the drill needs two PM2 workers on app1, not {workers}"
-    bad = playbook(
-        "site.yml",
-        "--tags",
-        "app",
-        *extra_vars(
-            {
-                "nextjs_source_type": "artifact",
-                "nextjs_source_path": str(half_stale_artifact),
-                "nextjs_health_timeout": 20,
-            }
-        ),
+    bad = deploy_app(
+        half_stale_artifact,
         check=False,
+        nextjs_health_timeout=20,
     )
     assert bad.returncode != 0, bad.output[-3000:]
     said = " ".join(bad.output.split())
@@ -181,35 +175,30 @@ http.createServer((req, res) => {
 
 @pytest.fixture(scope="module")
 def next_start_artifact(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("next-start-release")
-    bin_dir = work / "node_modules" / "next" / "dist" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "next").write_text(NEXT_START_BIN)
-    artifact = work / "next-start.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        tar.add(work / "node_modules", arcname="node_modules")
-    return artifact
+    return artifact(
+        tmp_path_factory, "next-start-release", {"node_modules/next/dist/bin/next": NEXT_START_BIN}
+    )
 
 
 def test_a_release_that_changes_the_start_mode_goes_out_and_back_under_load(next_start_artifact):
     (good,) = app_releases()
     with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
-        deploy = playbook(
-            "site.yml",
-            "--tags",
-            "app",
-            *extra_vars(
-                {
-                    "nextjs_source_type": "artifact",
-                    "nextjs_source_path": str(next_start_artifact),
-                    "nextjs_standalone": "false",  # as -e writes it
-                }
-            ),
+        deploy = deploy_app(
+            next_start_artifact,
+            nextjs_standalone="false",  # as -e writes it
+            # Checked as a stock app would be, which names no
+            # release: a 200 on / and PM2's RELEASE_ID per worker.
+            nextjs_health_path="/",
+            nextjs_health_check_release="false",
         )
         (started,) = app_releases()
         # Back to the inventory's standalone release, started as it was.
         back = playbook("site.yml", "--tags", "app")
     assert started != good
+    said = " ".join(deploy.output.split())
+    gate = said.find(f"Every worker of PM2 is online on release {started}]")
+    assert gate > 0, said[-3000:]
+    assert "ok: [app1]" in said[gate : gate + 300], said[gate : gate + 300]
     assert app_releases() == {good}
     ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)
     assert ecosystem["apps"][0]["script"].endswith("/server.js"), ecosystem["apps"][0]["script"]
@@ -222,6 +211,42 @@ def test_a_release_that_changes_the_start_mode_goes_out_and_back_under_load(next
         requests=summary["completed"],
         failed=summary["failed"],
     )
+
+
+PM2 = "runuser -u webstack -- env HOME=/srv/webstack PM2_HOME=/srv/webstack/.pm2 /usr/local/bin/pm2"
+
+
+def pm2_releases(name: str) -> list[str]:
+    """RELEASE_ID of each PM2 worker of the app on host ``name``, by pm_id
+    (the environment PM2 holds carries secrets: only this variable is kept)."""
+    procs = json.loads(host(name).check_output(f"{PM2} jlist").strip().splitlines()[-1])
+    mine = sorted((p for p in procs if p["name"] == "webstack"), key=lambda p: p["pm_id"])
+    return [p["pm2_env"].get("RELEASE_ID", "") for p in mine]
+
+
+def test_a_worker_left_on_another_release_is_mended_by_the_next_converge():
+    """A worker restarted by hand with another environment: nothing answers
+    wrong yet, but the next converge sees it in PM2, reloads that host through
+    the health gate and changes nothing elsewhere."""
+    (good,) = app_releases()
+    before = pm2_releases("app1")
+    assert set(before) == {good}, before
+    assert len(before) >= 2, before
+    procs = json.loads(host("app1").check_output(f"{PM2} jlist").strip().splitlines()[-1])
+    second = sorted(p["pm_id"] for p in procs if p["name"] == "webstack")[1]
+    host("app1").check_output(
+        f"cd /srv/webstack && RELEASE_ID=stale-by-hand {PM2} restart {second} --update-env"
+    )
+    assert pm2_releases("app1") == [good] * (len(before) - 1) + ["stale-by-hand"]
+    run = playbook("site.yml", "--tags", "app")
+    said = " ".join(run.output.split())
+    reload = said.find("Reload the app (new release, settings or environment)]")
+    assert reload > 0, said[-3000:]
+    assert "changed: [app1]" in said[reload : reload + 300], said[reload : reload + 300]
+    assert re.search(r"app2 *: ok=\d+ +changed=0 ", run.output), run.output[-1500:]
+    assert pm2_releases("app1") == [good] * len(before)
+    assert app_releases() == {good}
+    record("worker on another release mended by a converge", seconds=round(run.seconds, 1))
 
 
 def built_artifact(release: str) -> Path:
@@ -247,26 +272,18 @@ PREDEPLOY = (
 def test_a_failing_predeploy_command_stops_the_deploy_before_any_host_switches():
     (good,) = app_releases()
     since = int(time.time())
-    run = playbook(
-        "site.yml",
-        "--tags",
-        "app",
-        *extra_vars(
-            {
-                "nextjs_source_type": "artifact",
-                "nextjs_source_path": str(built_artifact(good)),
-                "nextjs_release_id": f"{good}-migrate",
-                # As a list: the argv. The app's DATABASE_URL is there, the
-                # migration says so and fails.
-                "nextjs_predeploy_command": [
-                    "node",
-                    "-e",
-                    "console.error('migration refused, url set:', !!process.env.DATABASE_URL);"
-                    " process.exit(3)",
-                ],
-            }
-        ),
+    run = deploy_app(
+        built_artifact(good),
         check=False,
+        nextjs_release_id=f"{good}-migrate",
+        # As a list: the argv. The app's DATABASE_URL is there, the
+        # migration says so and fails.
+        nextjs_predeploy_command=[
+            "node",
+            "-e",
+            "console.error('migration refused, url set:', !!process.env.DATABASE_URL);"
+            " process.exit(3)",
+        ],
     )
     assert run.returncode != 0, run.output[-3000:]
     # Ansible's YAML output may wrap the message anywhere between words.
@@ -287,21 +304,13 @@ def test_a_failing_predeploy_command_stops_the_deploy_before_any_host_switches()
 
 def test_a_predeploy_command_past_its_timeout_ends_with_all_it_started():
     (good,) = app_releases()
-    run = playbook(
-        "site.yml",
-        "--tags",
-        "app",
-        *extra_vars(
-            {
-                "nextjs_source_type": "artifact",
-                "nextjs_source_path": str(built_artifact(good)),
-                "nextjs_release_id": f"{good}-slow",
-                # The shell ends of the TERM; what it started ignores TERM.
-                "nextjs_predeploy_command": "(trap '' TERM; exec sleep 67); echo done",
-                "nextjs_predeploy_timeout": 3,
-            }
-        ),
+    run = deploy_app(
+        built_artifact(good),
         check=False,
+        nextjs_release_id=f"{good}-slow",
+        # The shell ends of the TERM; what it started ignores TERM.
+        nextjs_predeploy_command="(trap '' TERM; exec sleep 67); echo done",
+        nextjs_predeploy_timeout=3,
     )
     assert run.returncode != 0, run.output[-3000:]
     said = " ".join(run.output.split())
@@ -329,19 +338,11 @@ def test_a_good_release_goes_host_by_host_under_load_and_back():
         host(name).run(f"rm -f {PREDEPLOY_LOG}")
     started = time.monotonic()
     with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
-        deploy = playbook(
-            "site.yml",
-            "--tags",
-            "app",
-            *extra_vars(
-                {
-                    "nextjs_source_type": "artifact",
-                    "nextjs_source_path": str(built_artifact(good)),
-                    "nextjs_release_id": new,
-                    # As a string: through /bin/sh -c.
-                    "nextjs_predeploy_command": PREDEPLOY,
-                }
-            ),
+        deploy = deploy_app(
+            built_artifact(good),
+            nextjs_release_id=new,
+            # As a string: through /bin/sh -c.
+            nextjs_predeploy_command=PREDEPLOY,
         )
         assert app_releases() == {new}
         # Back to the inventory's release, host by host as well.
