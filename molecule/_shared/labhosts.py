@@ -25,7 +25,7 @@ def inventory() -> str:
 
 def container(name: str) -> str:
     """The Docker container of an inventory host name."""
-    return AnsibleRunner(inventory()).get_variables(name).get("ansible_host", name)
+    return AnsibleRunner.get_runner(inventory()).get_variables(name).get("ansible_host", name)
 
 
 class LabHost:
@@ -57,7 +57,7 @@ def host(name: str) -> LabHost:
 
 
 def hosts_in(group: str) -> list[str]:
-    return sorted(AnsibleRunner(inventory()).get_hosts(group))
+    return sorted(AnsibleRunner.get_runner(inventory()).get_hosts(group))
 
 
 @cache
