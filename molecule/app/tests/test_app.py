@@ -117,7 +117,7 @@ def test_layout_and_permissions(name):
     assert user.shell == "/usr/sbin/nologin"
     assert user.home == BASE
     env = h.file(f"{BASE}/shared/app.env")
-    assert (env.mode, env.user) == (0o600, "webstack")
+    assert (env.mode, env.user, env.group) == (0o640, "root", "webstack")
     assert "APP_NAME='molecule-app'" in env.content_string
     release = h.file(f"{BASE}/current")
     assert release.is_symlink
