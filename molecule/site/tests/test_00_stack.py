@@ -143,6 +143,50 @@ def test_every_app_host_serves_the_linked_release():
     assert len(app_releases()) == 1
 
 
+# Connects to PM2's RPC socket as the calling user; prints the error code.
+PM2_CONNECT = (
+    'node -e \'require("net").connect("/srv/webstack/.pm2/rpc.sock")'
+    '.on("connect", () => { console.log("connected"); process.exit(0); })'
+    '.on("error", (e) => { console.log(e.code); process.exit(1); })\''
+)
+
+
+def test_only_the_app_reads_its_secrets_and_the_build_user_not_even_pm2():
+    """app.env is root's and readable by the app's group, which holds nobody
+    else (log readers get the logs group). npm ci runs every dependency's
+    install scripts as the build user: it can read neither app.env nor drive
+    PM2, which the app can."""
+    for name in hosts_in("app"):
+        h = host(name)
+        env = h.file("/srv/webstack/shared/app.env")
+        assert (env.mode, env.user, env.group) == (0o640, "root", "webstack"), name
+        members = h.check_output("getent group webstack").split(":")[3]
+        assert members in ("", "webstack"), (name, members)
+        logs = h.file("/srv/webstack/shared/logs")
+        assert (logs.mode, logs.group) == (0o2750, "webstack-logs"), name
+        assert h.file("/srv/webstack/shared/logs/out.log").group == "webstack-logs", name
+    build = host("app1")  # the build host: the first host of the app play
+    assert build.user("webstack-build").groups == ["webstack-build"]
+    as_builder = "cd / && runuser -u webstack-build -- "
+    read = build.run(as_builder + "cat /srv/webstack/shared/app.env")
+    assert read.rc != 0
+    assert "Permission denied" in read.stderr, read.stderr
+    denied = build.run(as_builder + PM2_CONNECT)
+    assert denied.stdout.strip() == "EACCES", (denied.stdout, denied.stderr)
+    app = build.run("cd / && runuser -u webstack -- " + PM2_CONNECT)
+    assert app.stdout.strip() == "connected", (app.stdout, app.stderr)
+    # The build ran as that user: its npm cache holds only its files.
+    # inventories/lab: nextjs_npm_cache_dir
+    cache = "/var/cache/lab-shared/npm-build-webstack-build"
+    assert build.check_output(f"find {cache} -mindepth 1 -maxdepth 2 | head -1"), cache
+    foreign = build.check_output(f"find {cache} -mindepth 1 ! -user webstack-build | head -5")
+    assert foreign == "", foreign
+    for name in hosts_in("app"):
+        # Nothing setuid/setgid or writable by group or others in the release.
+        loose = host(name).check_output("find /srv/webstack/current/ ! -type l -perm /6022")
+        assert loose == "", (name, loose[:500])
+
+
 def redis_report(name: str, master_name: str = "webstack") -> dict:
     # The module takes the password as a no_log argument: it stays off the journal.
     return host(name).ansible(

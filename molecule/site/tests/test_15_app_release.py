@@ -42,13 +42,18 @@ def healthy_lab():
     wait_until_healthy(what="after the bad release")
 
 
-def artifact(tmp_path_factory, name: str, files: dict[str, str]) -> Path:
-    """A release artifact (tar.gz) holding ``files`` (path in the release: text)."""
+def artifact(
+    tmp_path_factory, name: str, files: dict[str, str], modes: dict[str, int] | None = None
+) -> Path:
+    """A release artifact (tar.gz) holding ``files`` (path in the release: text),
+    with the file modes ``modes`` (path: mode) where given."""
     work = tmp_path_factory.mktemp(name)
     tree = work / "tree"
     for path, text in files.items():
         (tree / path).parent.mkdir(parents=True, exist_ok=True)
         (tree / path).write_text(text)
+    for path, mode in (modes or {}).items():
+        (tree / path).chmod(mode)
     packed = work / f"{name}.tar.gz"
     with tarfile.open(packed, "w:gz") as tar:
         for top in sorted(tree.iterdir()):
@@ -62,9 +67,16 @@ def deploy_app(source: Path, check: bool = True, **settings):
     return playbook("site.yml", "--tags", "app", *extra_vars(values), check=check)
 
 
+# An artifact built elsewhere may carry setuid files and files anyone may
+# write (a careless pack); no app host keeps those bits.
+LOOSE_MODES = {"bin/helper": 0o4755, "bin/shared-state": 0o666, "bin": 0o2777}
+STRIPPED_MODES = {"bin/helper": 0o755, "bin/shared-state": 0o644, "bin": 0o755}
+
+
 @pytest.fixture(scope="module")
 def crashing_artifact(tmp_path_factory) -> Path:
-    return artifact(tmp_path_factory, "crashing-release", {"server.js": CRASHING_SERVER})
+    files = {"server.js": CRASHING_SERVER, "bin/helper": "#!/bin/sh\n", "bin/shared-state": ""}
+    return artifact(tmp_path_factory, "crashing-release", files, LOOSE_MODES)
 
 
 # Shaped like standalone output as well; healthy in its first worker only: the
@@ -112,6 +124,9 @@ def test_a_release_that_crashes_at_start_is_rolled_back_on_the_canary_only(crash
     # Only the canary ever held the bad release; every host serves the good one
     # and is back in the pool.
     assert len(holding(crashed)) == 1, holding(crashed)
+    (canary,) = holding(crashed)
+    modes = {path: host(canary).file(f"{RELEASES}/{crashed}/{path}").mode for path in LOOSE_MODES}
+    assert modes == STRIPPED_MODES, modes
     assert app_releases() == {good}
     assert " down;" not in host("lb1").file(UPSTREAM).content_string
     record(
@@ -159,54 +174,74 @@ def test_a_release_healthy_in_one_worker_only_fails_its_gate(half_stale_artifact
     )
 
 
-# Shaped like a release without standalone output: what PM2 runs is next's
-# own command line (node_modules/next/dist/bin/next start --port P --hostname H).
-NEXT_START_BIN = """\
-const http = require("http");
-const argv = process.argv.slice(2);
-const opt = (name) => argv[argv.indexOf(name) + 1];
-if (argv[0] !== "start") { console.error("expected next start, got", argv); process.exit(2); }
-http.createServer((req, res) => {
-  res.setHeader("content-type", "application/json");
-  res.end(JSON.stringify({ status: "ok", release: process.env.RELEASE_ID, mode: "next-start" }));
-}).listen(Number(opt("--port")), opt("--hostname"));
-"""
+# Not written for this collection: no standalone output, no health route, no
+# release id in its answers (examples/stock-nextjs-app/README.md).
+STOCK_APP = Path(__file__).resolve().parents[3] / "examples" / "stock-nextjs-app"
+NEXT_BIN = "/node_modules/next/dist/bin/next"
 
 
-@pytest.fixture(scope="module")
-def next_start_artifact(tmp_path_factory) -> Path:
-    return artifact(
-        tmp_path_factory, "next-start-release", {"node_modules/next/dist/bin/next": NEXT_START_BIN}
-    )
+def linked_releases() -> set[str]:
+    return {
+        host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
+        for name in hosts_in("app")
+    }
 
 
-def test_a_release_that_changes_the_start_mode_goes_out_and_back_under_load(next_start_artifact):
+def test_a_stock_create_next_app_project_runs_with_next_start_and_reloads_without_a_failure():
+    """Built by the role from the source (auto: no standalone output, so next
+    start), gated on / and on PM2, reloaded in place under load, then back to
+    the inventory's standalone release, which starts with server.js again."""
     (good,) = app_releases()
-    with load(host(CLIENT), SITE, rate=20, max_seconds=300) as summary:
-        deploy = deploy_app(
-            next_start_artifact,
-            nextjs_standalone="false",  # as -e writes it
-            # Checked as a stock app would be, which names no
-            # release: a 200 on / and PM2's RELEASE_ID per worker.
-            nextjs_health_path="/",
-            nextjs_health_check_release="false",
+    stock = {
+        "nextjs_source_type": "directory",
+        "nextjs_source_path": str(STOCK_APP),
+        # As a stock app is checked: a 200 on / and PM2's RELEASE_ID per worker.
+        "nextjs_health_path": "/",
+        "nextjs_health_check_release": "false",  # as -e writes it
+    }
+    with load(host(CLIENT), SITE, rate=20, max_seconds=540, writes=False, read_path="/") as summary:
+        deploy = playbook("site.yml", "--tags", "app", *extra_vars(stock))
+        (started,) = linked_releases()
+        marker = host("app1").file(f"{RELEASES}/{started}/.webstack-release").content_string
+        ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)["apps"][0]
+        workers = pm2_releases("app1")
+        # A setting that changes nothing but the environment: PM2 reloads the
+        # next start workers in place, in the pool, one by one.
+        reload = playbook(
+            "site.yml",
+            "--tags",
+            "app",
+            *extra_vars({**stock, "nextjs_pm2_env": {"STOCK_DRILL": "reloaded"}}),
         )
-        (started,) = app_releases()
+        reloaded = pm2_env("app1", "STOCK_DRILL")
         # Back to the inventory's standalone release, started as it was.
         back = playbook("site.yml", "--tags", "app")
     assert started != good
+    assert "start=next-start" in marker.splitlines(), marker
+    assert ecosystem["script"].endswith(NEXT_BIN), ecosystem["script"]
+    assert ecosystem["exec_mode"] == "cluster", ecosystem
+    assert workers == [started] * ecosystem["instances"], workers
     said = " ".join(deploy.output.split())
     gate = said.find(f"Every worker of PM2 is online on release {started}]")
     assert gate > 0, said[-3000:]
     assert "ok: [app1]" in said[gate : gate + 300], said[gate : gate + 300]
+    said = " ".join(reload.output.split())
+    step = said.find("Reload the app (new release, settings or environment)]")
+    assert step > 0, said[-3000:]
+    assert "changed: [app1]" in said[step : step + 300], said[step : step + 300]
+    assert reloaded == ["reloaded"] * ecosystem["instances"], reloaded
     assert app_releases() == {good}
-    ecosystem = json.loads(host("app1").file(ECOSYSTEM).content_string)
-    assert ecosystem["apps"][0]["script"].endswith("/server.js"), ecosystem["apps"][0]["script"]
+    back_script = json.loads(host("app1").file(ECOSYSTEM).content_string)["apps"][0]["script"]
+    assert back_script.endswith("/server.js"), back_script
     assert summary["failed"] == 0, summary["failures"][:5]
+    # The load ran through all three playbooks, not out of time before.
+    assert summary["stopped_by"] == "stop_file", summary["stopped_by"]
+    assert summary["completed"] > 100, summary
     assert " down;" not in host("lb1").file(UPSTREAM).content_string
     record(
-        "start mode changed (server.js -> next start -> server.js)",
+        "stock create-next-app: next start, reload, back to server.js",
         deploy_seconds=round(deploy.seconds, 1),
+        reload_seconds=round(reload.seconds, 1),
         back_seconds=round(back.seconds, 1),
         requests=summary["completed"],
         failed=summary["failed"],
@@ -216,12 +251,16 @@ def test_a_release_that_changes_the_start_mode_goes_out_and_back_under_load(next
 PM2 = "runuser -u webstack -- env HOME=/srv/webstack PM2_HOME=/srv/webstack/.pm2 /usr/local/bin/pm2"
 
 
-def pm2_releases(name: str) -> list[str]:
-    """RELEASE_ID of each PM2 worker of the app on host ``name``, by pm_id
+def pm2_env(name: str, variable: str) -> list[str]:
+    """``variable`` of each PM2 worker of the app on host ``name``, by pm_id
     (the environment PM2 holds carries secrets: only this variable is kept)."""
     procs = json.loads(host(name).check_output(f"{PM2} jlist").strip().splitlines()[-1])
     mine = sorted((p for p in procs if p["name"] == "webstack"), key=lambda p: p["pm_id"])
-    return [p["pm2_env"].get("RELEASE_ID", "") for p in mine]
+    return [p["pm2_env"].get(variable, "") for p in mine]
+
+
+def pm2_releases(name: str) -> list[str]:
+    return pm2_env(name, "RELEASE_ID")
 
 
 def test_a_worker_left_on_another_release_is_mended_by_the_next_converge():
