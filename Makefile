@@ -38,11 +38,12 @@ images: docker ## Build the Debian 13 and 12 lab images when missing
 
 bootstrap: setup images ## Everything the lab and the tests need
 
-lint: setup ## yamllint, ansible-lint (production profile), ruff, syntax checks
+lint: setup ## yamllint, ansible-lint (production profile), ruff, README variable tables, syntax checks
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	python3 tools/vardocs.py --check
 	@$(MAKE) --no-print-directory syntax
 
 syntax: setup ## ansible-playbook --syntax-check of every playbook against every inventory
