@@ -89,3 +89,32 @@ def test_numbers_and_bools_given_as_strings_keep_their_types():
     assert app["kill_timeout"] == 9000
     assert app["args"][:3] == ["start", "--port", "3100"]
     assert app["env"]["PORT"] == "3100"
+
+
+@pytest.mark.parametrize(
+    ("mode", "script"),
+    [("next-start", "/node_modules/next/dist/bin/next"), ("standalone", "/server.js")],
+)
+def test_the_marker_wins_over_nextjs_start_mode(mode, script):
+    other = "standalone" if mode == "next-start" else "next-start"
+    app = render_ecosystem(f"nextjs_start_mode={other}", __nextjs_active_marker=marker(mode))
+    assert app["script"] == CURRENT + script
+
+
+@pytest.mark.parametrize(
+    ("mode", "script"),
+    [
+        ("next-start", "/node_modules/next/dist/bin/next"),
+        ("standalone", "/server.js"),
+        # A release from before markers recorded the mode: as the old default.
+        ("auto", "/server.js"),
+    ],
+)
+def test_a_release_without_a_recorded_mode_starts_as_nextjs_start_mode_says(mode, script):
+    app = render_ecosystem(f"nextjs_start_mode={mode}")
+    assert app["script"] == CURRENT + script
+
+
+def test_the_old_name_wins_over_nextjs_start_mode():
+    app = render_ecosystem("nextjs_start_mode=standalone", "nextjs_standalone=false")
+    assert app["script"] == CURRENT + "/node_modules/next/dist/bin/next"
