@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 
+import pytest
 from labhosts import duration_seconds, host, hosts_in, promtool_rule_tests, role_variable
 from sitelab import (
     CLIENT,
@@ -20,6 +21,14 @@ from sitelab import (
     psql,
     secret,
     through_lb,
+)
+from sslyze import Scanner, ServerNetworkLocation, ServerScanRequest
+from sslyze.mozilla_tls_profile.tls_config_checker import (
+    SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+    MozillaTlsConfiguration,
+    ServerNotCompliantWithTlsConfiguration,
+    TlsConfigurationEnum,
+    check_server_against_tls_configuration,
 )
 
 
@@ -274,3 +283,19 @@ def test_tls_offers_the_configured_key_exchange_groups_only():
     }
     # lb1 runs Debian 13: the ML-KEM hybrid first, then Mozilla's list.
     assert offered == {"X25519MLKEM768": True, "X25519": True, "secp521r1": False}
+
+
+def test_the_load_balancer_meets_mozillas_intermediate_profile():
+    """sslyze's check against Mozilla's intermediate configuration (protocols,
+    cipher suites, curves, key size, certificate lifespan, the known attacks):
+    all pass except the trust of the lab's self-signed certificate."""
+    location = ServerNetworkLocation(SITE, 443, ip_address=address("lb1"))
+    scanner = Scanner()
+    scanner.queue_scans(
+        [ServerScanRequest(location, scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER)]
+    )
+    (result,) = scanner.get_results()
+    profile = MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE)
+    with pytest.raises(ServerNotCompliantWithTlsConfiguration) as found:
+        check_server_against_tls_configuration(result, profile)
+    assert set(found.value.issues) == {"certificate_path_validation"}, found.value.issues
