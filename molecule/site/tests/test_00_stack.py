@@ -254,6 +254,23 @@ def test_prometheus_sees_every_target_up():
     assert sum(1 for t in targets if t["labels"]["job"] == "node") == len(hosts_in("all"))
 
 
+def test_the_blackbox_probes_reach_the_site_through_every_lb_and_every_app_host():
+    """probe_site asks each load balancer for the site over HTTPS (by name),
+    probe_app each app host's health URL; both as a client would."""
+    answer = prometheus("/api/v1/query?query=" + "probe_success{job=~%22probe_.*%22}")
+    seen = {
+        (r["metric"]["job"], r["metric"]["instance"]): r["value"][1]
+        for r in answer["data"]["result"]
+    }
+    expected = {("probe_site", name) for name in hosts_in("loadbalancers")}
+    expected |= {("probe_app", name) for name in hosts_in("app")}
+    assert set(seen) == expected, seen
+    assert set(seen.values()) == {"1"}, seen
+    # The site's TLS was really spoken: the certificate's end is known.
+    expiry = prometheus("/api/v1/query?query=probe_ssl_earliest_cert_expiry")["data"]["result"]
+    assert {r["metric"]["instance"] for r in expiry} == set(hosts_in("loadbalancers")), expiry
+
+
 def test_the_alert_rules_pass_their_promtool_unit_tests(tmp_path):
     """promtool test rules on the Prometheus host, with the rules rendered
     from the role's defaults."""

@@ -11,7 +11,7 @@ import time
 import pytest
 from drill import extra_vars, load, playbook, record, wait_for
 from labhosts import host
-from sitelab import CLIENT, SITE, address, wait_until_healthy
+from sitelab import CLIENT, SITE, address, prometheus, wait_until_healthy
 
 CONFIG_FILES = [
     "/etc/nginx/nginx.conf",
@@ -37,6 +37,13 @@ def served_by(count: int) -> list[str]:
         )
         hosts.append(json.loads(out)["host"])
     return hosts
+
+
+def probe(job: str, instance: str) -> str:
+    """The latest probe_success of a blackbox probe ("1", "0"; "" before the first)."""
+    query = f"probe_success{{job=%22{job}%22,instance=%22{instance}%22}}"
+    result = prometheus("/api/v1/query?query=" + query)["data"]["result"]
+    return result[0]["value"][1] if result else ""
 
 
 def nginx_state() -> tuple[dict, str]:
@@ -112,6 +119,10 @@ def test_a_dead_app_server_costs_no_read():
         host("app2").check_output("systemctl stop pm2-webstack")
         try:
             assert set(served_by(10)) == {"app1"}
+            # Monitoring sees it from outside: app2's health probe fails while
+            # the site, asked through the load balancer, still answers.
+            wait_for(lambda: probe("probe_app", "app2") == "0", timeout=60, what="app2 probe fails")
+            assert probe("probe_site", "lb1") == "1"
         finally:
             host("app2").check_output("systemctl start pm2-webstack")
         wait_for(lambda: set(served_by(4)) == {"app1", "app2"}, timeout=60, what="app2 back")
