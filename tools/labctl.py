@@ -105,11 +105,18 @@ def quiet_ok(cmd) -> bool:
 # --------------------------------------------------------------------- venv
 def cmd_venv(_args) -> None:
     link_collection()
-    req = ROOT / "requirements-dev.txt"
+    venv = cached_venv(ROOT / "requirements-dev.txt", "")
+    link_venv(venv, ROOT / ".venv")
+    link_mitogen(venv)
+    # sslyze pins a cryptography that Ansible's collections cannot use.
+    link_venv(cached_venv(ROOT / "requirements-tls.txt", "tls-"), ROOT / ".cache" / "tls-venv")
+
+
+def cached_venv(req: Path, kind: str) -> Path:
+    """The virtualenv of ``req``, built once per content of the file."""
     digest = hashlib.sha256(req.read_bytes()).hexdigest()[:12]
     pyver = f"py{sys.version_info.major}{sys.version_info.minor}"
-    venv = CACHE / "venv" / f"{pyver}-{digest}"
-    link = ROOT / ".venv"
+    venv = CACHE / "venv" / f"{pyver}-{kind}{digest}"
     if not (venv / ".complete").exists():
         log(f"building virtualenv {venv} from {req.name}")
         if venv.exists():
@@ -119,17 +126,20 @@ def cmd_venv(_args) -> None:
         run([str(venv / "bin" / "pip"), "install", "--quiet", "--upgrade", "pip"])
         run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(req)])
         (venv / ".complete").write_text(digest + "\n")
+    return venv
+
+
+def link_venv(venv: Path, link: Path) -> None:
     if link.is_symlink() or link.exists():
         if link.resolve() == venv.resolve():
-            link_mitogen(venv)
             return
         if link.is_symlink():
             link.unlink()
         else:
             shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(venv)
-    log(f".venv -> {venv}")
-    link_mitogen(venv)
+    log(f"{link.relative_to(ROOT)} -> {venv}")
 
 
 def link_mitogen(venv: Path) -> None:

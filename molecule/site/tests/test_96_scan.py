@@ -60,11 +60,15 @@ def test_a_host_in_no_group_reaches_only_ssh_and_the_public_ports():
     ports = {name: listening(name) for name in names}
     # The services of the stack listen beyond SSH: the scan has something to find.
     assert sum(len(p) for p in ports.values()) > 4 * len(names), ports
-    scanner, found = scan({address(name): ports[name] for name in names}, timeout=3)
+    first, found = scan({address(name): ports[name] for name in names}, timeout=3)
+    # A port that timed out may have lost its packets: ask the closed ones again.
+    closed = {address(n): sorted(set(ports[n]) - set(found[address(n)])) for n in names}
+    second, again = scan(closed, timeout=5)
+    found = {a: sorted(set(found[a]) | set(again[a])) for a in found}
     # One connection to sshd per host is far from a ban, but a scan repeated by
     # hand would be banned: leave the lab as it was.
     for name in names:
-        host(name).run(f"fail2ban-client unban {scanner}")
+        host(name).run(f"fail2ban-client unban {first} {second}")
     reached = {name: found[address(name)] for name in names}
     allowed = {name: [22, 80, 443] if name in hosts_in("loadbalancers") else [22] for name in names}
     assert reached == allowed, {"listening": ports, "reached": reached}
