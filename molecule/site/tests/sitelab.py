@@ -13,12 +13,17 @@ SITE = "lb1"  # a name of the site (nginx_server_names of inventories/lab)
 ECOSYSTEM = "/srv/webstack/ecosystem.config.json"  # the app's PM2 file (role nextjs)
 
 
+def linked_release(name: str) -> str:
+    """The release app host ``name`` links as current (role nextjs)."""
+    return host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
+
+
 def app_releases() -> set[str]:
     """The release each app host links as current, checked against what its
     app reports on /api/health; one entry when every host serves the same."""
     releases = set()
     for name in hosts_in("app"):
-        linked = host(name).file("/srv/webstack/current").linked_to.rsplit("/", 1)[-1]
+        linked = linked_release(name)
         # Each of the host's workers twice (cluster mode asks them in turn).
         ecosystem = json.loads(host(name).file(ECOSYSTEM).content_string)
         asks = 2 * ecosystem["apps"][0]["instances"]

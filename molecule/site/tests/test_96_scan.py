@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import cache
 from pathlib import Path
 
 from labhosts import container, host, hosts_in
@@ -33,16 +34,21 @@ def listening(name: str) -> list[int]:
     return sorted(ports)
 
 
+@cache
+def lab_network() -> str:
+    """The Docker network of the lab (the one the first load balancer is on)."""
+    lb = container(hosts_in("loadbalancers")[0])
+    return subprocess.run(
+        ["docker", "inspect", "-f", NETWORKS, lb], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def scan(targets: dict[str, list[int]], timeout: float) -> tuple[str, dict[str, list[int]]]:
     """The scanner's address, and the ports of ``targets`` ({address: ports})
     that accept a connection from it."""
-    lb = container(hosts_in("loadbalancers")[0])
-    network = subprocess.run(
-        ["docker", "inspect", "-f", NETWORKS, lb], check=True, capture_output=True, text=True
-    ).stdout.strip()
     run = subprocess.run(
         [
-            "docker", "run", "--rm", "--network", network,
+            "docker", "run", "--rm", "--network", lab_network(),
             "-v", f"{SCANNER}:/portscan.py:ro", "--entrypoint", "python3", IMAGE,
             "/portscan.py", json.dumps(targets), str(timeout),
         ],
